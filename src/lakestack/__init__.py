@@ -1,0 +1,11 @@
+"""lakestack: the lakehouse MLOps reference architecture, self-hosted.
+
+Start with :class:`lakestack.Workspace`.
+"""
+
+from lakestack.errors import LakestackError
+from lakestack.tables.expectations import Expectation
+from lakestack.workspace import Workspace
+
+__all__ = ["Expectation", "LakestackError", "Workspace"]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The metastore: securables and their names, principals, grants, and the audit log."""

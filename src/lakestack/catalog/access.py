@@ -1,0 +1,278 @@
+"""The grants check: every SDK call asks here first, and every answer is written to the audit log.
+
+Rules (as in Unity Catalog):
+- admins may do anything; owners have every privilege on what they own and everything below it;
+- a privilege granted on a catalog or schema applies to every object below it;
+- reaching an object also needs USE_CATALOG on its catalog and USE_SCHEMA on its schema;
+- ALL_PRIVILEGES stands for every privilege; granting needs MANAGE (or ownership).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lakestack.catalog.metastore import Metastore
+from lakestack.catalog.models import AuditEvent, Grant, Principal, Securable
+from lakestack.catalog.names import Name
+from lakestack.catalog.principals import Caller
+from lakestack.catalog.privileges import APPLICABLE, USAGE, Privilege
+from lakestack.catalog.securables import SecurableStore, kind_of
+from lakestack.errors import InvalidParameter, PrivilegeMissing, SecurableNotFound
+
+
+@dataclass(frozen=True)
+class GrantInfo:
+    principal: str
+    privilege: str
+    securable_kind: str
+    securable_name: str
+    inherited_from: str | None
+    granted_by: str
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    ts: datetime
+    principal: str
+    action: str
+    securable_kind: str | None
+    securable_name: str | None
+    privilege: str | None
+    allowed: bool
+    detail: dict[str, Any] | None
+
+
+class AccessControl:
+    def __init__(self, metastore: Metastore, securables: SecurableStore) -> None:
+        self._metastore = metastore
+        self._securables = securables
+
+    # --- checking ------------------------------------------------------------------------
+
+    def _chain(self, session: Session, row: Securable) -> list[Securable]:
+        """`row` and its ancestors, catalog first."""
+        chain = [row]
+        while chain[0].parent_id is not None:
+            parent = session.get(Securable, chain[0].parent_id)
+            assert parent is not None
+            chain.insert(0, parent)
+        return chain
+
+    def _holds(self, session: Session, caller: Caller, chain: list[Securable], privilege: Privilege) -> bool:
+        if caller.is_admin or any(s.owner in caller.identities for s in chain):
+            return True
+        stmt = (
+            select(Grant.privilege)
+            .join(Principal, Principal.id == Grant.principal_id)
+            .where(Grant.securable_id.in_([s.id for s in chain]), Principal.name.in_(caller.identities))
+        )
+        held = set(session.scalars(stmt))
+        return privilege.value in held or Privilege.ALL_PRIVILEGES.value in held
+
+    def check(
+        self,
+        session: Session,
+        caller: Caller,
+        action: str,
+        kind: str,
+        name: Name,
+        privilege: Privilege,
+        detail: dict[str, Any] | None = None,
+    ) -> Securable:
+        """Require `privilege` on the securable (plus usage of its parents); audit the answer.
+
+        Parents are checked top-down, so a caller who may not use a schema learns nothing about
+        what is inside it. Returns the securable row.
+        """
+        rows: list[Securable] = []
+        for level in [*name.ancestors(), name]:
+            level_kind = kind_of(level, kind)
+            try:
+                rows.append(self._securables.require(session, level_kind, level))
+            except SecurableNotFound:
+                self.record(caller.name, action, kind, str(name), privilege.value, False, detail)
+                raise
+            needed = privilege if level == name else USAGE[level_kind]
+            if not self._holds(session, caller, rows, needed):
+                self.record(caller.name, action, level_kind, str(level), needed.value, False, detail)
+                raise PrivilegeMissing(caller.name, needed.value, level_kind, str(level))
+        self.record(caller.name, action, kind, str(name), privilege.value, True, detail)
+        return rows[-1]
+
+    def can(self, session: Session, caller: Caller, row: Securable, privilege: Privilege) -> bool:
+        """Whether `caller` holds `privilege` on `row` (no audit: used to filter listings)."""
+        return self._holds(session, caller, self._chain(session, row), privilege)
+
+    def can_see(self, session: Session, caller: Caller, row: Securable) -> bool:
+        """Listings show an object when the caller holds any privilege on it or below it."""
+        if caller.is_admin:
+            return True
+        chain = self._chain(session, row)
+        if any(s.owner in caller.identities for s in chain):
+            return True
+        ids = [s.id for s in chain] + [d.id for d in self._securables.descendants(session, row)]
+        stmt = (
+            select(Grant.id)
+            .join(Principal, Principal.id == Grant.principal_id)
+            .where(Grant.securable_id.in_(ids), Principal.name.in_(caller.identities))
+            .limit(1)
+        )
+        return session.scalar(stmt) is not None
+
+    # --- granting ------------------------------------------------------------------------
+
+    def _principal(self, session: Session, name: str) -> Principal:
+        row = session.scalar(select(Principal).where(Principal.name == name))
+        if row is None:
+            names = session.scalars(select(Principal.name)).all()
+            raise SecurableNotFound(
+                "principal", name, names, hint="Create it with: lakestack principals create"
+            )
+        return row
+
+    def _applicable(self, kind: str, privilege: Privilege) -> None:
+        if privilege not in APPLICABLE.get(kind, set()):
+            allowed = ", ".join(sorted(p.value for p in APPLICABLE.get(kind, set())))
+            raise InvalidParameter(
+                f"{privilege.value} does not apply to a {kind}. On a {kind} use: {allowed}."
+            )
+
+    def grant(self, caller: Caller, kind: str, name: Name, principal: str, privilege: Privilege) -> None:
+        self._applicable(kind, privilege)
+        with self._metastore.session() as session:
+            detail = {"grantee": principal, "privilege": privilege.value}
+            row = self.check(session, caller, "grants.grant", kind, name, Privilege.MANAGE, detail)
+            grantee = self._principal(session, principal)
+            exists = session.scalar(
+                select(Grant).where(
+                    Grant.securable_id == row.id,
+                    Grant.principal_id == grantee.id,
+                    Grant.privilege == privilege.value,
+                )
+            )
+            if exists is None:
+                session.add(
+                    Grant(
+                        securable_id=row.id,
+                        principal_id=grantee.id,
+                        privilege=privilege.value,
+                        granted_by=caller.name,
+                    )
+                )
+
+    def revoke(self, caller: Caller, kind: str, name: Name, principal: str, privilege: Privilege) -> bool:
+        """Remove a direct grant; returns whether there was one."""
+        with self._metastore.session() as session:
+            detail = {"grantee": principal, "privilege": privilege.value}
+            row = self.check(session, caller, "grants.revoke", kind, name, Privilege.MANAGE, detail)
+            grantee = self._principal(session, principal)
+            grant = session.scalar(
+                select(Grant).where(
+                    Grant.securable_id == row.id,
+                    Grant.principal_id == grantee.id,
+                    Grant.privilege == privilege.value,
+                )
+            )
+            if grant is not None:
+                session.delete(grant)
+            return grant is not None
+
+    def show(self, caller: Caller, kind: str, name: Name, principal: str | None = None) -> list[GrantInfo]:
+        """Grants on the securable, including those inherited from its catalog and schema."""
+        with self._metastore.session() as session:
+            row = self.check(session, caller, "grants.show", kind, name, _usage_or_select(kind))
+            chain = self._chain(session, row)
+            stmt = (
+                select(Grant, Principal.name, Securable)
+                .join(Principal, Principal.id == Grant.principal_id)
+                .join(Securable, Securable.id == Grant.securable_id)
+                .where(Grant.securable_id.in_([s.id for s in chain]))
+                .order_by(Securable.full_name, Principal.name, Grant.privilege)
+            )
+            if principal is not None:
+                stmt = stmt.where(Principal.name == principal)
+            return [
+                GrantInfo(
+                    who,
+                    grant.privilege,
+                    kind,
+                    str(name),
+                    None if on.id == row.id else f"{on.kind} {on.full_name}",
+                    grant.granted_by,
+                )
+                for grant, who, on in session.execute(stmt)
+            ]
+
+    # --- audit ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        principal: str,
+        action: str,
+        kind: str | None,
+        name: str | None,
+        privilege: str | None,
+        allowed: bool,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one audit event in its own transaction, so denials are kept even on rollback."""
+        with self._metastore.session() as session:
+            session.add(
+                AuditEvent(
+                    ts=datetime.now(UTC),
+                    principal=principal,
+                    action=action,
+                    securable_kind=kind,
+                    securable_name=name,
+                    privilege=privilege,
+                    allowed=allowed,
+                    detail=detail,
+                )
+            )
+
+    def audit(
+        self,
+        principal: str | None = None,
+        action: str | None = None,
+        securable: str | None = None,
+        denied_only: bool = False,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Newest audit events first, filtered."""
+        with self._metastore.session() as session:
+            stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+            if principal:
+                stmt = stmt.where(AuditEvent.principal == principal)
+            if action:
+                stmt = stmt.where(AuditEvent.action.startswith(action))
+            if securable:
+                stmt = stmt.where(AuditEvent.securable_name == securable)
+            if denied_only:
+                stmt = stmt.where(AuditEvent.allowed.is_(False))
+            if since is not None:
+                stmt = stmt.where(AuditEvent.ts >= since)
+            return [
+                AuditRecord(
+                    e.id,
+                    e.ts.replace(tzinfo=UTC) if e.ts.tzinfo is None else e.ts,
+                    e.principal,
+                    e.action,
+                    e.securable_kind,
+                    e.securable_name,
+                    e.privilege,
+                    e.allowed,
+                    e.detail,
+                )
+                for e in session.scalars(stmt)
+            ]
+
+
+def _usage_or_select(kind: str) -> Privilege:
+    return USAGE.get(kind, Privilege.SELECT)

@@ -1,0 +1,90 @@
+"""The metastore database: engine, sessions and schema migrations (SQLite or Postgres)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from lakestack.errors import WorkspaceError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for Postgres URLs that name no driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL + a generous busy timeout let several processes (jobs, CLI, server) share one file.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Metastore:
+    """Owns the SQLAlchemy engine; hands out transactional sessions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        if self.url.startswith("sqlite"):
+            self.engine: Engine = create_engine(self.url, connect_args={"timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(self.url, pool_pre_ping=True)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    # --- migrations ----------------------------------------------------------------------
+
+    def _alembic(self, connection: Any) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        return config
+
+    def head_revision(self) -> str:
+        script = ScriptDirectory.from_config(self._alembic(None))
+        head = script.get_current_head()
+        assert head is not None
+        return head
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema up to `revision` (default: the newest this lakestack knows)."""
+        with self.engine.begin() as connection:
+            command.upgrade(self._alembic(connection), revision)
+
+    def check_current(self, where: str) -> None:
+        """Raise unless the schema is exactly what this lakestack expects."""
+        current, head = self.current_revision(), self.head_revision()
+        if current != head:
+            raise WorkspaceError(
+                f"The metastore of workspace {where} is at revision {current or 'none'}, this lakestack "
+                f"needs {head}. Run: lakestack -w {where} workspace upgrade"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,130 @@
+"""Unchecked storage of securables (catalogs, schemas, tables, ...). Access checks live in `access`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lakestack.catalog.metastore import Metastore
+from lakestack.catalog.models import Securable
+from lakestack.catalog.names import Name
+from lakestack.errors import SecurableExists, SecurableNotFound
+
+LEVEL_KIND = {1: "catalog", 2: "schema"}
+
+
+@dataclass(frozen=True)
+class SecurableInfo:
+    kind: str
+    full_name: str
+    owner: str
+    comment: str | None
+    properties: dict[str, Any]
+    storage_location: str | None
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+    id: int = field(repr=False, compare=False)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def to_info(row: Securable) -> SecurableInfo:
+    return SecurableInfo(
+        row.kind,
+        row.full_name,
+        row.owner,
+        row.comment,
+        dict(row.properties or {}),
+        row.storage_location,
+        _utc(row.created_at),
+        row.created_by,
+        _utc(row.updated_at),
+        row.updated_by,
+        id=row.id,
+    )
+
+
+def kind_of(name: Name, object_kind: str = "table") -> str:
+    return LEVEL_KIND.get(len(name.parts), object_kind)
+
+
+def _create_hint(kind: str, name: Name) -> str:
+    if kind == "catalog":
+        return f"Create it with: lakestack catalogs create {name}"
+    if kind == "schema":
+        return f"Create it with: lakestack schemas create {name}"
+    return f"List what exists with: lakestack {kind}s ls {name.parent}"
+
+
+class SecurableStore:
+    def __init__(self, metastore: Metastore) -> None:
+        self._metastore = metastore
+
+    def find(self, session: Session, kind: str, name: Name) -> Securable | None:
+        return session.scalar(
+            select(Securable).where(Securable.kind == kind, Securable.full_name == str(name))
+        )
+
+    def require(self, session: Session, kind: str, name: Name) -> Securable:
+        row = self.find(session, kind, name)
+        if row is None:
+            siblings = session.scalars(select(Securable.full_name).where(Securable.kind == kind)).all()
+            raise SecurableNotFound(kind, str(name), siblings, hint=_create_hint(kind, name))
+        return row
+
+    def create(
+        self,
+        session: Session,
+        kind: str,
+        name: Name,
+        owner: str,
+        comment: str | None = None,
+        properties: dict[str, Any] | None = None,
+        storage_location: str | None = None,
+    ) -> Securable:
+        if self.find(session, kind, name) is not None:
+            raise SecurableExists(kind, str(name))
+        parent_id = None
+        if len(name.parts) > 1:
+            parent_id = self.require(session, kind_of(name.parent), name.parent).id
+        row = Securable(
+            kind=kind,
+            full_name=str(name),
+            parent_id=parent_id,
+            owner=owner,
+            comment=comment,
+            properties=dict(properties or {}),
+            storage_location=storage_location,
+            created_by=owner,
+            updated_by=owner,
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    def children(self, session: Session, parent: Securable | None, kind: str) -> list[Securable]:
+        stmt = select(Securable).where(Securable.kind == kind).order_by(Securable.full_name)
+        stmt = stmt.where(Securable.parent_id == parent.id if parent else Securable.parent_id.is_(None))
+        return list(session.scalars(stmt))
+
+    def descendants(self, session: Session, row: Securable) -> list[Securable]:
+        """Every securable below `row`, deepest first."""
+        found: list[Securable] = []
+        frontier = [row.id]
+        while frontier:
+            level = list(session.scalars(select(Securable).where(Securable.parent_id.in_(frontier))))
+            found.extend(level)
+            frontier = [r.id for r in level]
+        return list(reversed(found))
+
+    def touch(self, row: Securable, by: str) -> None:
+        row.updated_at = datetime.now(UTC)
+        row.updated_by = by

@@ -1,0 +1,1 @@
+"""The `lakestack` command line: presentation only, every action goes through the Workspace."""

@@ -1,0 +1,108 @@
+"""`workspace.toml`: where a workspace keeps its tables, its metastore and its MLflow store.
+
+```toml
+name = "churn"
+admin = "admin"
+
+[storage]
+root = "tables"                 # relative to the workspace folder, or s3://, abfss://, gs://
+options = {}                    # passed to deltalake as storage_options (credentials, endpoint)
+
+[metastore]
+url = "sqlite:///metastore.db"  # or postgresql+psycopg://user@host/db
+
+[mlflow]
+tracking_uri = "sqlite:///mlflow.db"
+```
+
+Relative paths resolve against the folder holding `workspace.toml`, so a workspace folder
+can be moved or copied whole.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lakestack.errors import InvalidConfig
+
+CONFIG_FILE = "workspace.toml"
+REMOTE_SCHEMES = ("s3://", "s3a://", "abfss://", "az://", "gs://", "gcs://", "file://")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Strict):
+    root: str = "tables"
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("root")
+    @classmethod
+    def _no_empty_root(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("storage root must not be empty")
+        return value.rstrip("/") or "/"
+
+
+class MetastoreConfig(_Strict):
+    url: str = "sqlite:///metastore.db"
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str = "sqlite:///mlflow.db"
+
+
+class WorkspaceConfig(_Strict):
+    name: str = "lakestack"
+    admin: str = "admin"
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    metastore: MetastoreConfig = Field(default_factory=MetastoreConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+    @classmethod
+    def load(cls, folder: Path) -> WorkspaceConfig:
+        """Read and validate `<folder>/workspace.toml`; errors name the file and the field."""
+        path = folder / CONFIG_FILE
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidConfig(f"{path} is not valid TOML: {exc}. Fix the file or re-run init.") from exc
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidConfig(f"{path}: '{where}': {first['msg']}. Fix that field in the file.") from exc
+
+    def dump(self, folder: Path) -> None:
+        """Write this config as `<folder>/workspace.toml`."""
+        options = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in self.storage.options.items())
+        text = (
+            f"name = {json.dumps(self.name)}\n"
+            f"admin = {json.dumps(self.admin)}\n\n"
+            f"[storage]\nroot = {json.dumps(self.storage.root)}\noptions = {{ {options} }}\n\n"
+            f"[metastore]\nurl = {json.dumps(self.metastore.url)}\n\n"
+            f"[mlflow]\ntracking_uri = {json.dumps(self.mlflow.tracking_uri)}\n"
+        )
+        (folder / CONFIG_FILE).write_text(text)
+
+
+def resolve_storage_root(root: str, folder: Path) -> str:
+    """An absolute local path or a URL for the storage root."""
+    if root.startswith(REMOTE_SCHEMES):
+        return root
+    path = Path(root).expanduser()
+    return str(path if path.is_absolute() else (folder / path).resolve())
+
+
+def resolve_sqlite_url(url: str, folder: Path) -> str:
+    """Make a relative `sqlite:///file` URL absolute against the workspace folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str((folder / url[len(prefix) :]).resolve())
+    return url

@@ -1,0 +1,1 @@
+"""Governed Delta tables: IO, merges with retry, expectations, SQL."""

@@ -1,0 +1,245 @@
+"""Delta IO on one storage location: commits retried on conflict, schema checked before writing.
+
+Nothing here knows about names or grants; `tables.service` adds those.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from lakestack.errors import InvalidParameter, SchemaMismatch, TableError
+from lakestack.tables.arrow import conform
+from lakestack.tables.retry import with_commit_retry
+
+WriteMode = Literal["append", "overwrite"]
+Filters = list[tuple[str, str, Any]]
+META_PREFIX = "lakestack."
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One version of a table: what changed it, who, and what its expectations found."""
+
+    version: int
+    timestamp: datetime
+    operation: str
+    principal: str | None
+    parameters: dict[str, Any]
+    metrics: dict[str, Any]
+    expectations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeltaLocation:
+    uri: str
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    def exists(self) -> bool:
+        return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options or None)
+
+    def open(self, version: int | None = None, timestamp: datetime | str | None = None) -> DeltaTable:
+        """The table at its newest version, a version number, or the version current at `timestamp`."""
+        try:
+            table = DeltaTable(self.uri, version=version, storage_options=self.storage_options or None)
+        except TableNotFoundError:
+            raise TableError(f"No Delta table at {self.uri}: the data was removed outside lakestack.") from None
+        except DeltaError as exc:
+            if version is not None:
+                raise InvalidParameter(f"Version {version} of the table does not exist ({exc}).") from None
+            raise
+        if timestamp is not None:
+            try:
+                table.load_as_version(timestamp)
+            except DeltaError as exc:
+                raise InvalidParameter(f"No version of the table at {timestamp}: {exc}.") from None
+        return table
+
+    def schema(self) -> pa.Schema:
+        return pa.schema(self.open().schema().to_arrow())
+
+    # --- writing -------------------------------------------------------------------------
+
+    def create(
+        self,
+        schema: pa.Schema,
+        partition_by: list[str],
+        description: str | None,
+        configuration: dict[str, str],
+        metadata: dict[str, str],
+        data: pa.Table | None = None,
+    ) -> None:
+        """Create the table as version 0, holding `data` when given."""
+        unknown = [c for c in partition_by if schema.get_field_index(c) == -1]
+        if unknown:
+            raise SchemaMismatch(f"Partition column(s) {', '.join(unknown)} are not in the schema.")
+        if data is not None:
+            write_deltalake(
+                self.uri,
+                data,
+                mode="error",
+                partition_by=partition_by or None,
+                description=description,
+                configuration=configuration,
+                storage_options=self.storage_options or None,
+                commit_properties=_commit(metadata),
+            )
+            return
+        DeltaTable.create(
+            self.uri,
+            schema=schema,
+            mode="error",
+            partition_by=partition_by or None,
+            description=description,
+            configuration=configuration,
+            storage_options=self.storage_options or None,
+            commit_properties=_commit(metadata),
+        )
+
+    def write(
+        self, data: pa.Table, mode: WriteMode, name: str, evolve: bool, metadata: dict[str, str]
+    ) -> int:
+        """Append or overwrite; returns the new version."""
+
+        def attempt() -> int:
+            table = self.open()
+            conformed, grows = conform(data, pa.schema(table.schema().to_arrow()), name, evolve)
+            write_deltalake(
+                table,
+                conformed,
+                mode=mode,
+                schema_mode="merge" if grows else None,
+                commit_properties=_commit(metadata),
+            )
+            return table.version()
+
+        return with_commit_retry(attempt, name)
+
+    def merge(
+        self,
+        data: pa.Table,
+        keys: list[str],
+        name: str,
+        delete_condition: str | None,
+        evolve: bool,
+        metadata: dict[str, str],
+    ) -> dict[str, Any]:
+        """Upsert `data` on `keys`; matched rows satisfying `delete_condition` are deleted."""
+
+        def attempt() -> dict[str, Any]:
+            table = self.open()
+            conformed, grows = conform(data, pa.schema(table.schema().to_arrow()), name, evolve)
+            missing = [k for k in keys if conformed.schema.get_field_index(k) == -1]
+            if missing:
+                raise SchemaMismatch(f"Merge key(s) {', '.join(missing)} are not columns of '{name}'.")
+            predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+            merger = table.merge(
+                conformed,
+                predicate=predicate,
+                source_alias="s",
+                target_alias="t",
+                merge_schema=grows,
+                commit_properties=_commit(metadata),
+            )
+            if delete_condition:
+                merger = merger.when_matched_delete(predicate=delete_condition)
+            metrics = merger.when_matched_update_all().when_not_matched_insert_all().execute()
+            return {**metrics, "version": table.version()}
+
+        try:
+            return with_commit_retry(attempt, name)
+        except DeltaError as exc:
+            if "CommitFailed" in type(exc).__name__:
+                raise
+            raise InvalidParameter(f"Merge into '{name}' failed: {str(exc).splitlines()[0]}") from None
+
+    # --- reading -------------------------------------------------------------------------
+
+    def dataset(self, version: int | None = None, timestamp: datetime | str | None = None) -> pads.Dataset:
+        return self.open(version, timestamp).to_pyarrow_dataset()
+
+    def read(
+        self,
+        columns: list[str] | None = None,
+        filters: Filters | None = None,
+        version: int | None = None,
+        timestamp: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> pa.Table:
+        dataset = self.dataset(version, timestamp)
+        unknown = [c for c in (columns or []) if c not in dataset.schema.names]
+        if unknown:
+            raise InvalidParameter(f"Unknown column(s) {', '.join(unknown)}; the table has {dataset.schema.names}.")
+        expression = pq.filters_to_expression(filters) if filters else None
+        if limit is not None:
+            return dataset.head(limit, columns=columns, filter=expression)
+        return dataset.to_table(columns=columns, filter=expression)
+
+    def changes(self, starting_version: int, ending_version: int | None) -> pa.Table:
+        reader = self.open().load_cdf(starting_version=starting_version, ending_version=ending_version)
+        return pa.table(reader.read_all())
+
+    def history(self, limit: int | None = None) -> list[HistoryEntry]:
+        entries = []
+        for raw in self.open().history(limit):
+            custom = {k[len(META_PREFIX) :]: v for k, v in raw.items() if k.startswith(META_PREFIX)}
+            entries.append(
+                HistoryEntry(
+                    version=int(raw["version"]),
+                    timestamp=datetime.fromtimestamp(raw["timestamp"] / 1000, tz=UTC),
+                    operation=str(raw.get("operation", "")),
+                    principal=custom.get("principal"),
+                    parameters=dict(raw.get("operationParameters") or {}),
+                    metrics=dict(raw.get("operationMetrics") or {}),
+                    expectations=json.loads(custom.get("expectations", "[]")),
+                )
+            )
+        return entries
+
+    # --- maintenance ---------------------------------------------------------------------
+
+    def restore(self, version: int | None, timestamp: datetime | str | None, metadata: dict[str, str]) -> Any:
+        target: int | datetime | str = version if version is not None else timestamp  # type: ignore[assignment]
+        return with_commit_retry(lambda: self.open().restore(target, commit_properties=_commit(metadata)), self.uri)
+
+    def optimize(self, zorder_by: list[str] | None, metadata: dict[str, str]) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            table = self.open()
+            if zorder_by:
+                return dict(table.optimize.z_order(zorder_by, commit_properties=_commit(metadata)))
+            return dict(table.optimize.compact(commit_properties=_commit(metadata)))
+
+        return with_commit_retry(attempt, self.uri)
+
+    def vacuum(self, retention_hours: float | None, dry_run: bool, enforce_retention: bool) -> list[str]:
+        return list(
+            self.open().vacuum(
+                retention_hours=retention_hours,
+                dry_run=dry_run,
+                enforce_retention_duration=enforce_retention,
+            )
+        )
+
+    def delete_files(self) -> None:
+        """Remove the table's folder (managed tables are dropped with their data)."""
+        if "://" not in self.uri or self.uri.startswith("file://"):
+            shutil.rmtree(Path(self.uri.removeprefix("file://")), ignore_errors=True)
+            return
+        from pyarrow import fs as pafs
+
+        filesystem, path = pafs.FileSystem.from_uri(self.uri)
+        filesystem.delete_dir(path)
+
+
+def _commit(metadata: dict[str, str]) -> CommitProperties:
+    return CommitProperties(custom_metadata={META_PREFIX + k: v for k, v in metadata.items()})

@@ -1,0 +1,67 @@
+"""Shared fixtures: workspaces on SQLite and on the real PostgreSQL server.
+
+`workspace` runs each test twice, once per metastore. PostgreSQL tests skip when the server is
+absent, except under LAKESTACK_REQUIRE_SERVICES=1 (CI), where an absent server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakestack import Workspace
+
+PG_ADMIN_URL = os.environ.get("LAKESTACK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("LAKESTACK_REQUIRE_SERVICES") == "1"
+
+
+def _service_missing(what: str, why: object) -> None:
+    message = f"{what} is not reachable ({why})"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}; LAKESTACK_REQUIRE_SERVICES=1 forbids skipping")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    name = f"lakestack_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        _service_missing("PostgreSQL", exc)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def metastore_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """None (the default SQLite file inside the workspace) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, metastore_url: str | None) -> Iterator[Workspace]:
+    """An initialised workspace acting as its admin, on each metastore backend."""
+    ws = Workspace.init(tmp_path / "ws", metastore_url=metastore_url)
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def sqlite_workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """A workspace on the embedded SQLite metastore only (for tests of storage, not of the metastore)."""
+    ws = Workspace.init(tmp_path / "ws")
+    yield ws
+    ws.close()

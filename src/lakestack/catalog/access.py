@@ -110,20 +110,24 @@ class AccessControl:
         return self._holds(session, caller, self._chain(session, row), privilege)
 
     def can_see(self, session: Session, caller: Caller, row: Securable) -> bool:
-        """Listings show an object when the caller holds any privilege on it or below it."""
+        """Listings show an object when the caller holds a privilege that reaches it.
+
+        That is any grant on the object or below it, or one inherited from a parent, except
+        that using a parent (USE_CATALOG, USE_SCHEMA on the catalog for a table) reveals nothing.
+        """
         if caller.is_admin:
             return True
         chain = self._chain(session, row)
         if any(s.owner in caller.identities for s in chain):
             return True
-        ids = [s.id for s in chain] + [d.id for d in self._securables.descendants(session, row)]
-        stmt = (
-            select(Grant.id)
+        own = [row.id] + [d.id for d in self._securables.descendants(session, row)]
+        usage_only = {USAGE[s.kind].value for s in chain[:-1]} - {u.value for k, u in USAGE.items() if k == row.kind}
+        held = session.execute(
+            select(Grant.securable_id, Grant.privilege)
             .join(Principal, Principal.id == Grant.principal_id)
-            .where(Grant.securable_id.in_(ids), Principal.name.in_(caller.identities))
-            .limit(1)
+            .where(Grant.securable_id.in_(own + [s.id for s in chain[:-1]]), Principal.name.in_(caller.identities))
         )
-        return session.scalar(stmt) is not None
+        return any(sid in own or privilege not in usage_only for sid, privilege in held)
 
     # --- granting ------------------------------------------------------------------------
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import delete
+
 from lakestack.catalog.access import AccessControl
 from lakestack.catalog.metastore import Metastore
+from lakestack.catalog.models import Securable
 from lakestack.catalog.names import Name
 from lakestack.catalog.principals import Caller
 from lakestack.catalog.privileges import Privilege
@@ -65,8 +68,7 @@ class _Namespaces:
                     "Drop them first, or pass cascade=True (CLI: --cascade)."
                 )
             dropped = [to_info(r) for r in [*inside, row]]
-            for r in [*inside, row]:
-                session.delete(r)
+            session.execute(delete(Securable).where(Securable.id.in_([d.id for d in dropped])))
         self._on_drop(dropped)
         return dropped
 

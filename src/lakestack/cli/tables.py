@@ -171,7 +171,7 @@ def optimize(
 def vacuum(
     name: str,
     retention_hours: Annotated[
-        float | None, typer.Option(help="Keep files needed by versions this recent (default 168).")
+        int | None, typer.Option(help="Keep files needed by versions this recent (default 168).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
     enforce_retention: Annotated[

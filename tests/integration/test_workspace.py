@@ -1,0 +1,93 @@
+"""Opening, initialising and upgrading workspaces, on SQLite and PostgreSQL metastores."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from lakestack import Workspace
+from lakestack.catalog.metastore import Metastore
+from lakestack.config import WorkspaceConfig
+from lakestack.errors import InvalidParameter, SecurableExists, WorkspaceError, WorkspaceNotFound
+
+
+def test_init_creates_environment_catalogs_and_is_idempotent(
+    tmp_path: Path, metastore_url: str | None
+) -> None:
+    first = Workspace.init(tmp_path / "ws", metastore_url=metastore_url)
+    first.schemas.create("dev.churn")
+    again = Workspace.init(tmp_path / "ws", metastore_url=metastore_url)
+    assert [c.full_name for c in again.catalogs.list()] == ["dev", "prod", "staging", "test"]
+    assert [s.full_name for s in again.schemas.list("dev")] == ["dev.churn"]
+    assert again.caller.name == "admin" and again.caller.is_admin
+    info = again.info()
+    assert info["metastore_revision"] == Metastore(again._core.metastore.url).head_revision()
+    assert info["mlflow_tracking_uri"].startswith("sqlite:///") and info["mlflow_tracking_uri"].endswith(
+        "mlflow.db"
+    )
+    first.close()
+    again.close()
+
+
+def test_open_without_a_workspace_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceNotFound, match="workspace init"):
+        Workspace.open(tmp_path / "nothing")
+
+
+def test_open_by_url_explains_it_needs_the_server(tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceError, match="server"):
+        Workspace.open("https://lakestack.example.com")
+
+
+def test_default_path_comes_from_lakestack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKESTACK_HOME", str(tmp_path / "home"))
+    Workspace.init().close()
+    assert (tmp_path / "home" / "workspace.toml").exists()
+    Workspace.open().close()
+
+
+def test_upgrading_an_old_workspace_keeps_its_data(tmp_path: Path, metastore_url: str | None) -> None:
+    folder = tmp_path / "old"
+    folder.mkdir()
+    config = (
+        WorkspaceConfig()
+        if metastore_url is None
+        else WorkspaceConfig.model_validate({"metastore": {"url": metastore_url}})
+    )
+    config.dump(folder)
+    url = metastore_url or f"sqlite:///{folder}/metastore.db"
+    old = Metastore(url)
+    old.upgrade("0001")  # a workspace made by the first release: no tokens, no audit log
+    assert "audit_log" not in inspect(old.engine).get_table_names()
+    old.dispose()
+
+    with pytest.raises(WorkspaceError, match="workspace upgrade"):
+        Workspace.open(folder)
+    assert Workspace.upgrade(folder) == "0002"
+    ws = Workspace.init(folder)  # idempotent init on an upgraded workspace
+    assert "audit_log" in inspect(ws._core.metastore.engine).get_table_names()
+    assert ws.audit.list(limit=1)
+    ws.close()
+
+
+def test_catalog_names_reserved_by_sql_and_duplicates_are_refused(workspace: Workspace) -> None:
+    with pytest.raises(InvalidParameter, match="reserved"):
+        workspace.catalogs.create("main")
+    with pytest.raises(SecurableExists):
+        workspace.catalogs.create("dev")
+    assert workspace.catalogs.create("dev", exist_ok=True).full_name == "dev"
+
+
+def test_drop_refuses_non_empty_schema_unless_cascade(workspace: Workspace) -> None:
+    import pyarrow as pa
+
+    from lakestack.errors import Conflict
+
+    workspace.schemas.create("dev.tmp")
+    info = workspace.tables.create("dev.tmp.t", data=pa.table({"a": [1]}))
+    with pytest.raises(Conflict, match="cascade"):
+        workspace.schemas.drop("dev.tmp")
+    dropped = workspace.schemas.drop("dev.tmp", cascade=True)
+    assert [d.full_name for d in dropped] == ["dev.tmp.t", "dev.tmp"]
+    assert not Path(info.location).exists()
+    assert not workspace.schemas.exists("dev.tmp")

@@ -176,7 +176,7 @@ def test_maintenance_commands(tmp_path: Path, trips_csv: Path) -> None:
             "--dry-run",
             "--json",
             ws=ws,
-        )  # fmt: skip
+        )
     )
     assert dry["dry_run"] and dry["files"]
     ok("tables", "drop", "dev.raw.trips", ws=ws)

@@ -44,10 +44,10 @@ def test_denied_read_names_the_missing_privilege_and_is_audited(shop: Workspace)
 def test_privileges_are_inherited_from_catalog_and_schema(shop: Workspace) -> None:
     alice = shop.as_principal("alice")
     shop.grants.grant("USE_CATALOG", "catalog", "prod", "alice")
-    with pytest.raises(PrivilegeMissing, match="USE_SCHEMA on schema 'prod.churn'"):
+    with pytest.raises(PrivilegeMissing, match=r"USE_SCHEMA on schema 'prod\.churn'"):
         alice.tables.read("prod.churn.features")
     shop.grants.grant("USE_SCHEMA", "schema", "prod.churn", "alice")
-    with pytest.raises(PrivilegeMissing, match="SELECT on table 'prod.churn.features'"):
+    with pytest.raises(PrivilegeMissing, match=r"SELECT on table 'prod\.churn\.features'"):
         alice.tables.read("prod.churn.features")
     shop.grants.grant("SELECT", "catalog", "prod", "alice")  # granted two levels up
     assert alice.tables.read("prod.churn.features").num_rows == 2
@@ -94,7 +94,7 @@ def test_all_privileges_and_ownership(shop: Workspace) -> None:
     shop.grants.grant("USE_SCHEMA", "schema", "prod.churn", "bot")
     bot = shop.as_principal("bot")
     assert bot.tables.read("prod.churn.alice_scratch").num_rows == 1
-    with pytest.raises(PrivilegeMissing, match="lacks MANAGE on table 'prod.churn.alice_scratch'"):
+    with pytest.raises(PrivilegeMissing, match=r"lacks MANAGE on table 'prod\.churn\.alice_scratch'"):
         bot.grants.grant("SELECT", "table", "prod.churn.alice_scratch", "alice")
 
 
@@ -126,7 +126,7 @@ def test_grant_validation(shop: Workspace) -> None:
         shop.grants.grant("CREATE_TABLE", "table", "prod.churn.features", "alice")
     with pytest.raises(SecurableNotFound, match="Did you mean 'alice'"):
         shop.grants.grant("SELECT", "table", "prod.churn.features", "alicee")
-    with pytest.raises(SecurableNotFound, match="Did you mean 'prod.churn.features'"):
+    with pytest.raises(SecurableNotFound, match=r"Did you mean 'prod\.churn\.features'"):
         shop.grants.grant("SELECT", "table", "prod.churn.feature", "alice")
     with pytest.raises(InvalidParameter, match="Invalid principal name"):
         shop.principals.create("bad name'; drop table grants;--")

@@ -91,3 +91,19 @@ def test_drop_refuses_non_empty_schema_unless_cascade(workspace: Workspace) -> N
     assert [d.full_name for d in dropped] == ["dev.tmp.t", "dev.tmp"]
     assert not Path(info.location).exists()
     assert not workspace.schemas.exists("dev.tmp")
+
+
+def test_storage_root_may_be_a_url(tmp_path: Path) -> None:
+    """Object-store roots are URLs handed to deltalake as they are; file:// exercises that path here."""
+    root = f"file://{tmp_path}/lake"
+    ws = Workspace.init(tmp_path / "ws", storage_root=root)
+    ws.schemas.create("dev.x")
+    import pyarrow as pa
+
+    info = ws.tables.create("dev.x.t", data=pa.table({"a": [1, 2]}))
+    assert info.location == f"{root}/dev/x/t"
+    assert (tmp_path / "lake" / "dev" / "x" / "t" / "_delta_log").is_dir()
+    assert ws.sql("SELECT sum(a) AS s FROM dev.x.t").column("s")[0].as_py() == 3
+    ws.tables.drop("dev.x.t")
+    assert not (tmp_path / "lake" / "dev" / "x" / "t").exists()
+    ws.close()

@@ -22,7 +22,7 @@ def test_unknown_keys_are_rejected_naming_the_field(tmp_path: Path) -> None:
 
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "workspace.toml").write_text("name = \n")
-    with pytest.raises(InvalidConfig, match="workspace.toml is not valid TOML"):
+    with pytest.raises(InvalidConfig, match=r"workspace\.toml is not valid TOML"):
         WorkspaceConfig.load(tmp_path)
 
 

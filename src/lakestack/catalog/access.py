@@ -121,11 +121,16 @@ class AccessControl:
         if any(s.owner in caller.identities for s in chain):
             return True
         own = [row.id] + [d.id for d in self._securables.descendants(session, row)]
-        usage_only = {USAGE[s.kind].value for s in chain[:-1]} - {u.value for k, u in USAGE.items() if k == row.kind}
+        usage_only = {USAGE[s.kind].value for s in chain[:-1]} - {
+            u.value for k, u in USAGE.items() if k == row.kind
+        }
         held = session.execute(
             select(Grant.securable_id, Grant.privilege)
             .join(Principal, Principal.id == Grant.principal_id)
-            .where(Grant.securable_id.in_(own + [s.id for s in chain[:-1]]), Principal.name.in_(caller.identities))
+            .where(
+                Grant.securable_id.in_(own + [s.id for s in chain[:-1]]),
+                Principal.name.in_(caller.identities),
+            )
         )
         return any(sid in own or privilege not in usage_only for sid, privilege in held)
 

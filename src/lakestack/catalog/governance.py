@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 
 from lakestack.catalog.access import AccessControl, AuditRecord, GrantInfo
@@ -57,7 +58,7 @@ class Principals(_Checked):
         self._require_admin("principals.remove_member", group)
         self._store.remove_member(group, member)
 
-    def members(self, group: str) -> list[str]:
+    def members(self, group: str) -> builtins.list[str]:
         return self._store.members(group)
 
     def whoami(self) -> Caller:

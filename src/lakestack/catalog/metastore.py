@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from lakestack.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -54,26 +53,34 @@ class Metastore:
         with self._sessions() as session, session.begin():
             yield session
 
-    # --- migrations ----------------------------------------------------------------------
+    # --- migrations (alembic is imported only here: it is slow to import) -------------------
 
     def _alembic(self, connection: Any) -> Config:
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = connection
         return config
 
     def head_revision(self) -> str:
+        from alembic.script import ScriptDirectory
+
         script = ScriptDirectory.from_config(self._alembic(None))
         head = script.get_current_head()
         assert head is not None
         return head
 
     def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema up to `revision` (default: the newest this lakestack knows)."""
+        from alembic import command
+
         with self.engine.begin() as connection:
             command.upgrade(self._alembic(connection), revision)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import re
 import secrets
@@ -139,7 +140,7 @@ class PrincipalStore:
             if link is not None:
                 session.delete(link)
 
-    def members(self, group: str) -> list[str]:
+    def members(self, group: str) -> builtins.list[str]:
         with self._metastore.session() as session:
             group_row = self._row(session, group)
             stmt = (
@@ -221,7 +222,7 @@ class PrincipalStore:
                 raise SecurableNotFound("token", token_id, hint="List tokens with: lakestack tokens ls")
             return self._token_info(session, token).principal
 
-    def list_tokens(self, principal: str | None = None) -> list[TokenInfo]:
+    def list_tokens(self, principal: str | None = None) -> builtins.list[TokenInfo]:
         with self._metastore.session() as session:
             stmt = select(Token).order_by(Token.created_at)
             if principal is not None:

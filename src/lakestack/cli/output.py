@@ -64,10 +64,13 @@ def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: st
         console.print(f"[dim]No {title or 'rows'}.[/dim]")
         return
     table = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    for index, column in enumerate(columns):
+        # Short values (versions, names, counts) stay on one line; long ones wrap.
+        widest = max((len(line) for r in cells for line in r[index].splitlines()), default=0)
+        table.add_column(column, no_wrap=widest <= 20)
+    for row_cells in cells:
+        table.add_row(*row_cells)
     console.print(table)
 
 

@@ -75,10 +75,15 @@ def head(
 
 
 def _history_row(entry: HistoryEntry) -> dict[str, Any]:
-    checks = "; ".join(
-        f"{e['name']} ({e['action']}): {e['passed']} passed, {e['failed']} failed" for e in entry.expectations
-    )
-    rows = entry.metrics.get("num_added_rows", entry.metrics.get("num_output_rows"))
+    verbs = {"warn": "warned", "drop": "dropped", "fail": "failed"}
+    checks = "\n".join(f"{e['name']}: {e['failed']} {verbs[e['action']]}" for e in entry.expectations)
+    m = entry.metrics
+    if "num_target_rows_inserted" in m:  # a merge: what changed, not how many rows were rewritten
+        rows: Any = "+{} ~{} -{}".format(
+            m["num_target_rows_inserted"], m["num_target_rows_updated"], m["num_target_rows_deleted"]
+        )
+    else:
+        rows = m.get("num_added_rows")
     return {
         "version": entry.version,
         "timestamp": entry.timestamp,

@@ -96,8 +96,14 @@ def read_file(path: Path, fmt: str | None = None) -> pa.Table:
     """Read a CSV, Parquet or JSON-lines file; a malformed file gives one line naming the problem."""
     if not path.is_file():
         raise BadInputData(f"File '{path}' does not exist.")
-    fmt = fmt or {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl",
-                  ".ndjson": "jsonl"}.get(path.suffix.lower())
+    fmt = fmt or {
+        ".csv": "csv",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+        ".jsonl": "jsonl",
+        ".json": "jsonl",
+        ".ndjson": "jsonl",
+    }.get(path.suffix.lower())
     if fmt not in FILE_FORMATS:
         raise BadInputData(f"Cannot tell the format of '{path}': pass --format csv|parquet|jsonl.")
     try:
@@ -111,7 +117,9 @@ def read_file(path: Path, fmt: str | None = None) -> pa.Table:
             table = pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, json.JSONDecodeError, UnicodeDecodeError) as exc:
         detail = str(exc).strip().splitlines()[0]
-        raise BadInputData(f"Cannot read '{path}' as {fmt}: {detail}. Fix the file or pass --format.") from None
+        raise BadInputData(
+            f"Cannot read '{path}' as {fmt}: {detail}. Fix the file or pass --format."
+        ) from None
     if table.num_columns == 0:
         raise BadInputData(f"'{path}' holds no columns.")
     return to_arrow(table)

@@ -6,6 +6,7 @@ Nothing here knows about names or grants; `tables.service` adds those.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,13 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from lakestack.errors import InvalidParameter, SchemaMismatch, TableError
-from lakestack.tables.arrow import conform
+from lakestack.tables.arrow import conform, to_arrow
 from lakestack.tables.retry import with_commit_retry
 
 WriteMode = Literal["append", "overwrite"]
@@ -50,10 +52,16 @@ class DeltaLocation:
 
     def open(self, version: int | None = None, timestamp: datetime | str | None = None) -> DeltaTable:
         """The table at its newest version, a version number, or the version current at `timestamp`."""
+        if version is not None and timestamp is not None:
+            raise InvalidParameter("Pass a version or a timestamp, not both.")
+        if version is not None and version < 0:
+            raise InvalidParameter(f"Version {version} of the table does not exist: versions start at 0.")
         try:
             table = DeltaTable(self.uri, version=version, storage_options=self.storage_options or None)
         except TableNotFoundError:
-            raise TableError(f"No Delta table at {self.uri}: the data was removed outside lakestack.") from None
+            raise TableError(
+                f"No Delta table at {self.uri}: the data was removed outside lakestack."
+            ) from None
         except DeltaError as exc:
             if version is not None:
                 raise InvalidParameter(f"Version {version} of the table does not exist ({exc}).") from None
@@ -61,8 +69,9 @@ class DeltaLocation:
         if timestamp is not None:
             try:
                 table.load_as_version(timestamp)
-            except DeltaError as exc:
+            except (DeltaError, ValueError) as exc:
                 raise InvalidParameter(f"No version of the table at {timestamp}: {exc}.") from None
+            _check_not_before_first_commit(table, timestamp, self.storage_options)
         return table
 
     def schema(self) -> pa.Schema:
@@ -133,8 +142,14 @@ class DeltaLocation:
         delete_condition: str | None,
         evolve: bool,
         metadata: dict[str, str],
+        provided: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Upsert `data` on `keys`; matched rows satisfying `delete_condition` are deleted."""
+        """Upsert `data` on `keys`; rows satisfying `delete_condition` are deleted, not upserted.
+
+        `provided` names the columns the caller actually sent: a matched row keeps its other
+        columns (inserted rows get nulls there), so a partial upsert never wipes data.
+        """
+        _check_merge_keys(data, keys, name)
 
         def attempt() -> dict[str, Any]:
             table = self.open()
@@ -153,7 +168,13 @@ class DeltaLocation:
             )
             if delete_condition:
                 merger = merger.when_matched_delete(predicate=delete_condition)
-            metrics = merger.when_matched_update_all().when_not_matched_insert_all().execute()
+            if provided is not None and set(conformed.schema.names) - set(provided):
+                merger = merger.when_matched_update(updates={f'"{c}"': f's."{c}"' for c in provided})
+            else:
+                merger = merger.when_matched_update_all()
+            # A row marked for deletion that matches nothing is not inserted either.
+            insert_if = f"NOT coalesce(({delete_condition}), false)" if delete_condition else None
+            metrics = merger.when_not_matched_insert_all(predicate=insert_if).execute()
             return {**metrics, "version": table.version()}
 
         try:
@@ -179,15 +200,28 @@ class DeltaLocation:
         dataset = self.dataset(version, timestamp)
         unknown = [c for c in (columns or []) if c not in dataset.schema.names]
         if unknown:
-            raise InvalidParameter(f"Unknown column(s) {', '.join(unknown)}; the table has {dataset.schema.names}.")
+            raise InvalidParameter(
+                f"Unknown column(s) {', '.join(unknown)}; the table has {dataset.schema.names}."
+            )
         expression = pq.filters_to_expression(filters) if filters else None
-        if limit is not None:
-            return dataset.head(limit, columns=columns, filter=expression)
-        return dataset.to_table(columns=columns, filter=expression)
+        try:
+            if limit is not None:
+                return dataset.head(limit, columns=columns, filter=expression)
+            return dataset.to_table(columns=columns, filter=expression)
+        except pa.ArrowNotImplementedError:
+            if expression is None:
+                raise
+        # Files written by delta-rs merges hold string_view columns, which pyarrow cannot compare
+        # (apache/arrow#49368). Scanned without the filter they come back as plain strings, so
+        # filter after the scan: same rows, no file skipping.
+        needed = None if columns is None else sorted(set(columns) | {f[0] for f in filters or []})
+        table = dataset.to_table(columns=needed).filter(expression)
+        table = table if columns is None else table.select(columns)
+        return table if limit is None else table.slice(0, limit)
 
     def changes(self, starting_version: int, ending_version: int | None) -> pa.Table:
         reader = self.open().load_cdf(starting_version=starting_version, ending_version=ending_version)
-        return pa.table(reader.read_all())
+        return to_arrow(pa.table(reader.read_all()))  # plain strings, as every other read returns
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
         entries = []
@@ -210,7 +244,9 @@ class DeltaLocation:
 
     def restore(self, version: int | None, timestamp: datetime | str | None, metadata: dict[str, str]) -> Any:
         target: int | datetime | str = version if version is not None else timestamp  # type: ignore[assignment]
-        return with_commit_retry(lambda: self.open().restore(target, commit_properties=_commit(metadata)), self.uri)
+        return with_commit_retry(
+            lambda: self.open().restore(target, commit_properties=_commit(metadata)), self.uri
+        )
 
     def optimize(self, zorder_by: list[str] | None, metadata: dict[str, str]) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
@@ -222,9 +258,13 @@ class DeltaLocation:
         return with_commit_retry(attempt, self.uri)
 
     def vacuum(self, retention_hours: float | None, dry_run: bool, enforce_retention: bool) -> list[str]:
+        if retention_hours is not None and retention_hours < 0:
+            raise InvalidParameter(f"A vacuum retention of {retention_hours} hours is negative.")
+        # deltalake takes whole hours; rounding up never deletes more than was asked for.
+        hours = math.ceil(retention_hours) if retention_hours is not None else None
         return list(
             self.open().vacuum(
-                retention_hours=retention_hours,
+                retention_hours=hours,
                 dry_run=dry_run,
                 enforce_retention_duration=enforce_retention,
             )
@@ -239,6 +279,47 @@ class DeltaLocation:
 
         filesystem, path = pafs.FileSystem.from_uri(self.uri)
         filesystem.delete_dir(path)
+
+
+def _check_not_before_first_commit(
+    table: DeltaTable, timestamp: datetime | str, storage_options: dict[str, str]
+) -> None:
+    """deltalake answers a time before the first commit with version 0; refuse it instead."""
+    try:
+        moment = datetime.fromisoformat(timestamp) if isinstance(timestamp, str) else timestamp
+    except ValueError:  # a form deltalake parses but Python does not: nothing to compare
+        return
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    if table.version() != 0:
+        return
+    first = DeltaTable(table.table_uri, storage_options=storage_options or None).history()[-1]
+    created = datetime.fromtimestamp(first["timestamp"] / 1000, tz=UTC)
+    if moment < created:
+        raise InvalidParameter(
+            f"No version of the table at {timestamp}: it was created at {created.isoformat()}."
+        )
+
+
+def _check_merge_keys(data: pa.Table, keys: list[str], name: str) -> None:
+    """Every source row needs a non-null key, and keys must be unique, or the upsert duplicates rows."""
+    missing = [k for k in keys if data.schema.get_field_index(k) == -1]
+    if missing:
+        raise SchemaMismatch(f"Merge key(s) {', '.join(missing)} are not columns of '{name}'.")
+    for key in keys:
+        nulls = data.column(key).null_count
+        if nulls:
+            raise SchemaMismatch(
+                f"Merge key '{key}' is null or missing in {nulls} row(s) of the data for '{name}'; "
+                "every row needs a key."
+            )
+    counts = data.group_by(keys).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
+    if repeated.num_rows:
+        example = {k: repeated.column(k)[0].as_py() for k in keys}
+        raise InvalidParameter(
+            f"Data merged into '{name}' has {repeated.num_rows} key(s) appearing more than once "
+            f"(e.g. {example}); keep one row per key."
+        )
 
 
 def _commit(metadata: dict[str, str]) -> CommitProperties:

@@ -68,18 +68,21 @@ def apply_expectations(
     con = sandboxed_connection()
     con.register("incoming", table)
     lock_down(con)
-    flags = ", ".join(f'coalesce(({e.condition}), false) AS "{e.name}"' for e in expectations)
+    # Columns by position: a stored and a per-write expectation may share a name.
+    flags = ", ".join(f'coalesce(({e.condition}), false) AS "e{i}"' for i, e in enumerate(expectations))
     try:
         verdicts = con.sql(f"SELECT {flags} FROM incoming").to_arrow_table()  # noqa: S608
     except duckdb.Error as exc:
         detail = str(exc).splitlines()[0]
         names = ", ".join(e.name for e in expectations)
-        raise InvalidParameter(f"An expectation of {names} on '{target}' is not valid SQL: {detail}") from None
+        raise InvalidParameter(
+            f"An expectation of {names} on '{target}' is not valid SQL: {detail}"
+        ) from None
     finally:
         con.close()
-    results, keep = [], pa.array([True] * table.num_rows)
-    for e in expectations:
-        ok = verdicts.column(e.name).combine_chunks()
+    results, keep = [], pa.array([True] * table.num_rows, pa.bool_())
+    for i, e in enumerate(expectations):
+        ok = verdicts.column(i).combine_chunks()
         passed = int(pc.sum(ok).as_py() or 0)
         results.append(ExpectationResult(e.name, e.condition, e.action, passed, table.num_rows - passed))
         if e.action == "drop":

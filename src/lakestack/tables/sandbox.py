@@ -6,8 +6,14 @@ import duckdb
 
 
 def sandboxed_connection() -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB connection that never installs or loads extensions."""
-    return duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    """A fresh in-memory DuckDB connection that never installs or loads extensions.
+
+    It works in UTC, so date arithmetic on (UTC) Delta timestamps gives the same answer on
+    every machine whatever its local time zone.
+    """
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.execute("SET TimeZone = 'UTC'")
+    return con
 
 
 def lock_down(con: duckdb.DuckDBPyConnection) -> None:

@@ -6,6 +6,7 @@ A table lives at `<storage root>/<catalog>/<schema>/<table>`; change data feed i
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -97,10 +98,14 @@ class Tables:
         uri = row_or_uri if isinstance(row_or_uri, str) else row_or_uri.storage_location
         return DeltaLocation(uri, self._options)
 
-    def _check(self, action: str, name: str, privilege: Privilege, **detail: Any) -> tuple[Name, SecurableInfo]:
+    def _check(
+        self, action: str, name: str, privilege: Privilege, **detail: Any
+    ) -> tuple[Name, SecurableInfo]:
         parsed = Name.parse(name, 3)
         with self._metastore.session() as session:
-            row = self._access.check(session, self._caller, action, "table", parsed, privilege, detail or None)
+            row = self._access.check(
+                session, self._caller, action, "table", parsed, privilege, detail or None
+            )
             return parsed, to_info(row)
 
     def _commit_metadata(self, results: list[ExpectationResult]) -> dict[str, str]:
@@ -141,7 +146,9 @@ class Tables:
         delta_config = {k: v for k, v in props.items() if k.startswith("delta.")}
         if change_data_feed:
             delta_config.setdefault("delta.enableChangeDataFeed", "true")
-        location = DeltaLocation(f"{self._root}/{parsed.catalog}/{parsed.schema}/{parsed.object}", self._options)
+        location = DeltaLocation(
+            f"{self._root}/{parsed.catalog}/{parsed.schema}/{parsed.object}", self._options
+        )
         with self._metastore.session() as session:
             self._access.check(
                 session,
@@ -169,7 +176,12 @@ class Tables:
                 rows, results = apply_expectations(rows, stored, str(parsed))
             try:
                 location.create(
-                    arrow_schema, partition_by or [], comment, delta_config, self._commit_metadata(results), rows
+                    arrow_schema,
+                    partition_by or [],
+                    comment,
+                    delta_config,
+                    self._commit_metadata(results),
+                    rows,
                 )
             except BaseException:
                 location.delete_files()
@@ -205,7 +217,9 @@ class Tables:
         """Tables of `schema` the caller can see."""
         parsed = Name.parse(schema, 2)
         with self._metastore.session() as session:
-            row = self._access.check(session, self._caller, "tables.list", "schema", parsed, Privilege.USE_SCHEMA)
+            row = self._access.check(
+                session, self._caller, "tables.list", "schema", parsed, Privilege.USE_SCHEMA
+            )
             rows = self._securables.children(session, row, "table")
             return [to_info(r) for r in rows if self._access.can_see(session, self._caller, r)]
 
@@ -219,7 +233,7 @@ class Tables:
         self.delete_data([info])
         return info
 
-    def delete_data(self, dropped: list[SecurableInfo]) -> None:
+    def delete_data(self, dropped: builtins.list[SecurableInfo]) -> None:
         """Delete the storage of dropped tables (called after catalogs/schemas drop with cascade)."""
         for info in dropped:
             if info.kind == "table" and info.storage_location:
@@ -228,8 +242,13 @@ class Tables:
     # --- writing -------------------------------------------------------------------------
 
     def _prepare(
-        self, action: str, name: str, data: Any, expectations: list[Expectation] | None, evolve_schema: bool
-    ) -> tuple[DeltaLocation, pa.Table, list[ExpectationResult]]:
+        self,
+        action: str,
+        name: str,
+        data: Any,
+        expectations: builtins.list[Expectation] | None,
+        evolve_schema: bool,
+    ) -> tuple[DeltaLocation, pa.Table, builtins.list[ExpectationResult]]:
         parsed, info = self._check(action, name, Privilege.MODIFY)
         location = self._location(info.storage_location)
         # Fit the schema first so expectations see every column and mismatches fail early.
@@ -243,7 +262,7 @@ class Tables:
         name: str,
         data: Any,
         mode: WriteMode = "append",
-        expectations: list[Expectation] | None = None,
+        expectations: builtins.list[Expectation] | None = None,
         evolve_schema: bool = False,
     ) -> WriteResult:
         """Append or overwrite rows. Needs MODIFY.
@@ -254,7 +273,9 @@ class Tables:
         if mode not in ("append", "overwrite"):
             raise InvalidParameter(f"Unknown write mode {mode!r}: use append or overwrite (or merge()).")
         target = str(Name.parse(name, 3))
-        location, rows, results = self._prepare(f"tables.write.{mode}", target, data, expectations, evolve_schema)
+        location, rows, results = self._prepare(
+            f"tables.write.{mode}", target, data, expectations, evolve_schema
+        )
         version = location.write(rows, mode, target, evolve_schema, self._commit_metadata(results))
         return WriteResult(target, version, rows.num_rows, results)
 
@@ -262,21 +283,26 @@ class Tables:
         self,
         name: str,
         data: Any,
-        keys: list[str],
+        keys: builtins.list[str],
         delete_condition: str | None = None,
-        expectations: list[Expectation] | None = None,
+        expectations: builtins.list[Expectation] | None = None,
         evolve_schema: bool = False,
     ) -> WriteResult:
         """Upsert rows on `keys`: update matches, insert the rest. Needs MODIFY.
 
         `delete_condition` (SQL over `s` = source and `t` = target, e.g. ``s.deleted``) deletes
-        matched rows instead of updating them. Concurrent merges are retried on conflict.
+        matched rows instead of updating them, and keeps unmatched ones from being inserted.
+        Concurrent merges are retried on conflict.
         """
         if not keys:
             raise InvalidParameter(f"Merging into '{name}' needs at least one key column.")
         target = str(Name.parse(name, 3))
-        location, rows, results = self._prepare("tables.merge", target, data, expectations, evolve_schema)
-        metrics = location.merge(rows, keys, target, delete_condition, evolve_schema, self._commit_metadata(results))
+        incoming = to_arrow(data)
+        location, rows, results = self._prepare("tables.merge", target, incoming, expectations, evolve_schema)
+        metadata = self._commit_metadata(results)
+        metrics = location.merge(
+            rows, keys, target, delete_condition, evolve_schema, metadata, incoming.schema.names
+        )
         return WriteResult(target, int(metrics.pop("version")), rows.num_rows, results, metrics)
 
     def import_file(
@@ -285,7 +311,7 @@ class Tables:
         path: str | Path,
         file_format: str | None = None,
         mode: WriteMode = "append",
-        partition_by: list[str] | None = None,
+        partition_by: builtins.list[str] | None = None,
         evolve_schema: bool = False,
     ) -> WriteResult:
         """Load a CSV, Parquet or JSON-lines file into a table, creating the table if needed."""
@@ -295,7 +321,7 @@ class Tables:
             return WriteResult(info.name, info.version, rows.num_rows, [])
         return self.write(name, rows, mode, evolve_schema=evolve_schema)
 
-    def set_expectations(self, name: str, expectations: list[Expectation]) -> None:
+    def set_expectations(self, name: str, expectations: builtins.list[Expectation]) -> None:
         """Replace the expectations checked on every write to the table. Needs MANAGE."""
         parsed = Name.parse(name, 3)
         with self._metastore.session() as session:
@@ -312,7 +338,7 @@ class Tables:
     def read(
         self,
         name: str,
-        columns: list[str] | None = None,
+        columns: builtins.list[str] | None = None,
         filters: Filters | None = None,
         version: int | None = None,
         timestamp: datetime | str | None = None,
@@ -336,7 +362,7 @@ class Tables:
         _, info = self._check("tables.scan", str(name), Privilege.SELECT, version=version)
         return self._location(info.storage_location).dataset(version)
 
-    def history(self, name: str, limit: int | None = None) -> list[HistoryEntry]:
+    def history(self, name: str, limit: int | None = None) -> builtins.list[HistoryEntry]:
         """Versions newest first: operation, who, metrics and expectation counts. Needs SELECT."""
         _, info = self._check("tables.history", name, Privilege.SELECT)
         return self._location(info.storage_location).history(limit)
@@ -347,7 +373,9 @@ class Tables:
         try:
             return self._location(info.storage_location).changes(starting_version, ending_version)
         except DeltaError as exc:
-            raise InvalidParameter(f"No change data for '{name}' from version {starting_version}: {exc}") from None
+            raise InvalidParameter(
+                f"No change data for '{name}' from version {starting_version}: {exc}"
+            ) from None
 
     # --- maintenance ---------------------------------------------------------------------
 
@@ -363,7 +391,7 @@ class Tables:
             raise InvalidParameter(f"Cannot restore '{name}': {str(exc).splitlines()[0]}") from None
         return location.open().version()
 
-    def optimize(self, name: str, zorder_by: list[str] | None = None) -> dict[str, Any]:
+    def optimize(self, name: str, zorder_by: builtins.list[str] | None = None) -> dict[str, Any]:
         """Compact small files (and Z-order by columns when given). Needs MODIFY."""
         _, info = self._check("tables.optimize", name, Privilege.MODIFY)
         location = self._location(info.storage_location)
@@ -374,8 +402,12 @@ class Tables:
         return location.optimize(zorder_by, {"principal": self._caller.name})
 
     def vacuum(
-        self, name: str, retention_hours: float | None = None, dry_run: bool = False, enforce_retention: bool = True
-    ) -> list[str]:
+        self,
+        name: str,
+        retention_hours: float | None = None,
+        dry_run: bool = False,
+        enforce_retention: bool = True,
+    ) -> builtins.list[str]:
         """Delete data files no version within the retention (default 7 days) needs. Needs MODIFY."""
         _, info = self._check("tables.vacuum", name, Privilege.MODIFY, dry_run=dry_run)
         try:

@@ -77,27 +77,48 @@ def referenced_tables(query: str) -> list[Name]:
     return sorted(names)
 
 
-def run_query(query: str, resolve: Resolver, parameters: list[Any] | dict[str, Any] | None = None) -> pa.Table:
+def run_query(
+    query: str, resolve: Resolver, parameters: list[Any] | dict[str, Any] | None = None
+) -> pa.Table:
     """Run one SELECT; every table it names is resolved (and grant-checked) by `resolve`."""
-    names = referenced_tables(query)
+    datasets = {name: resolve(name) for name in referenced_tables(query)}
+    try:
+        return _execute(query, datasets, parameters, pushdown=True)
+    except duckdb.Error as exc:
+        # delta-rs writes merged files with string_view columns, and pyarrow has no comparison
+        # kernels for them (apache/arrow#49368), so a pushed-down string filter fails. Filtering
+        # inside DuckDB instead is slower but correct; projections still push down.
+        if "no kernel matching" not in str(exc):
+            raise InvalidQuery(f"Query failed: {str(exc).splitlines()[0]}") from None
+    try:
+        return _execute(query, datasets, parameters, pushdown=False)
+    except duckdb.Error as exc:
+        raise InvalidQuery(f"Query failed: {str(exc).splitlines()[0]}") from None
+
+
+def _execute(
+    query: str,
+    datasets: dict[Name, pads.Dataset],
+    parameters: list[Any] | dict[str, Any] | None,
+    pushdown: bool,
+) -> pa.Table:
     con = sandboxed_connection()
     try:
+        if not pushdown:
+            con.execute("SET disabled_optimizers = 'filter_pushdown'")
         attached: set[str] = set()
-        for index, name in enumerate(names):
+        for index, (name, dataset) in enumerate(datasets.items()):
             view = f"__lakestack_{index}"
-            con.register(view, resolve(name))
+            con.register(view, dataset)
             if name.catalog not in attached:
-                con.execute(f'ATTACH \':memory:\' AS "{name.catalog}"')
+                con.execute(f"ATTACH ':memory:' AS \"{name.catalog}\"")
                 attached.add(name.catalog)
             # Names are validated identifiers, so quoting them here cannot be escaped.
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{name.catalog}"."{name.schema}"')
             con.execute(f'CREATE VIEW "{name.catalog}"."{name.schema}"."{name.object}" AS FROM {view}')
         lock_down(con)
-        try:
-            result = con.sql(query, params=parameters)
-            assert result is not None  # a SELECT always has a result
-            return result.to_arrow_table()
-        except duckdb.Error as exc:
-            raise InvalidQuery(f"Query failed: {str(exc).splitlines()[0]}") from None
+        result = con.sql(query, params=parameters)
+        assert result is not None  # a SELECT always has a result
+        return result.to_arrow_table()
     finally:
         con.close()

@@ -162,10 +162,8 @@ def refresh_silver(ws: Workspace, from_version: int) -> int:
     """
     changes = ws.tables.changes(BRONZE_TRANSACTIONS, starting_version=from_version)
     last_read = pc.max(changes.column("_commit_version")).as_py()
-    # Bronze is append-only, so every change is an insert. The feed returns string_view
-    # columns; cast back to the table's own schema before working with them.
-    schema = ws.tables.get(BRONZE_TRANSACTIONS).schema
-    new_rows = changes.drop_columns(list(CDF_COLUMNS)).cast(schema)
+    # Bronze is append-only, so every change is an insert.
+    new_rows = changes.drop_columns(list(CDF_COLUMNS))
     unique = first_per_key(new_rows, "transaction_id")
     step(f"Silver: merge bronze versions {from_version}..{last_read} into {SILVER_TRANSACTIONS}")
     repeats = new_rows.num_rows - unique.num_rows
@@ -207,15 +205,12 @@ def refuse_bad_batch(ws: Workspace, some_rows: pa.Table) -> None:
 
 # --- SQL ------------------------------------------------------------------------------------------
 
-# Timestamps are UTC; `AT TIME ZONE 'UTC'` makes months UTC months whatever the machine's zone.
-# `FILTER (WHERE status = ...)` rather than a WHERE clause: a WHERE on a string column of a table
-# written by MERGE currently fails in ws.sql (its files hold string_view columns).
+# ws.sql works in UTC, so months are UTC months whatever the machine's zone.
 REVENUE_SQL = """
-SELECT c.country, t.currency,
-       strftime(t.ts AT TIME ZONE 'UTC', '%Y-%m') AS month,
-       round(sum(t.amount) FILTER (WHERE t.status = 'completed'), 0) AS revenue
+SELECT c.country, t.currency, strftime(t.ts, '%Y-%m') AS month, round(sum(t.amount), 0) AS revenue
 FROM dev.silver.transactions AS t
 JOIN dev.bronze.customers AS c USING (customer_id)
+WHERE t.status = 'completed'
 GROUP BY ALL
 ORDER BY c.country, month
 """
@@ -223,8 +218,8 @@ ORDER BY c.country, month
 # A first look at churn: who has gone quiet for 30 days before the end of the data, per plan?
 QUIET_SQL = """
 WITH last_purchase AS (
-    SELECT customer_id, max(ts) FILTER (WHERE status = 'completed') AS last_ts
-    FROM dev.silver.transactions GROUP BY customer_id
+    SELECT customer_id, max(ts) AS last_ts
+    FROM dev.silver.transactions WHERE status = 'completed' GROUP BY customer_id
 ), data_end AS (SELECT max(ts) AS end_ts FROM dev.silver.transactions)
 SELECT c.plan, count(*) AS customers,
        round(100 * avg(CAST(coalesce(l.last_ts < d.end_ts - INTERVAL 30 DAY, true) AS INTEGER)), 1)

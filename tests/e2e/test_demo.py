@@ -36,7 +36,6 @@ def test_demo_runs_and_silver_is_clean(tmp_path: Path) -> None:
     assert f"lakestack -w {workspace} tables history dev.silver.transactions" in done.stdout
 
     with Workspace.open(workspace) as ws:
-        # Aggregate FILTERs rather than WHERE: see the string_view pushdown note in examples/demo.py.
         silver = ws.sql(
             f"""
             SELECT count(*) AS n,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from lakestack.catalog.metastore import Metastore
 from lakestack.catalog.models import AuditEvent, Grant, Principal, Securable
 from lakestack.catalog.names import Name
-from lakestack.catalog.principals import Caller
+from lakestack.catalog.principals import Caller, principal_row
 from lakestack.catalog.privileges import APPLICABLE, USAGE, Privilege
 from lakestack.catalog.securables import SecurableStore, kind_of
 from lakestack.errors import InvalidParameter, PrivilegeMissing, SecurableNotFound
@@ -136,15 +136,6 @@ class AccessControl:
 
     # --- granting ------------------------------------------------------------------------
 
-    def _principal(self, session: Session, name: str) -> Principal:
-        row = session.scalar(select(Principal).where(Principal.name == name))
-        if row is None:
-            names = session.scalars(select(Principal.name)).all()
-            raise SecurableNotFound(
-                "principal", name, names, hint="Create it with: lakestack principals create"
-            )
-        return row
-
     def _applicable(self, kind: str, privilege: Privilege) -> None:
         if privilege not in APPLICABLE.get(kind, set()):
             allowed = ", ".join(sorted(p.value for p in APPLICABLE.get(kind, set())))
@@ -152,20 +143,36 @@ class AccessControl:
                 f"{privilege.value} does not apply to a {kind}. On a {kind} use: {allowed}."
             )
 
+    def _direct_grant(
+        self,
+        session: Session,
+        caller: Caller,
+        action: str,
+        kind: str,
+        name: Name,
+        principal: str,
+        privilege: Privilege,
+    ) -> tuple[Securable, Principal, Grant | None]:
+        """Check MANAGE for a grant change; return the securable, the grantee and the existing grant."""
+        detail = {"grantee": principal, "privilege": privilege.value}
+        row = self.check(session, caller, action, kind, name, Privilege.MANAGE, detail)
+        grantee = principal_row(session, principal)
+        existing = session.scalar(
+            select(Grant).where(
+                Grant.securable_id == row.id,
+                Grant.principal_id == grantee.id,
+                Grant.privilege == privilege.value,
+            )
+        )
+        return row, grantee, existing
+
     def grant(self, caller: Caller, kind: str, name: Name, principal: str, privilege: Privilege) -> None:
         self._applicable(kind, privilege)
         with self._metastore.session() as session:
-            detail = {"grantee": principal, "privilege": privilege.value}
-            row = self.check(session, caller, "grants.grant", kind, name, Privilege.MANAGE, detail)
-            grantee = self._principal(session, principal)
-            exists = session.scalar(
-                select(Grant).where(
-                    Grant.securable_id == row.id,
-                    Grant.principal_id == grantee.id,
-                    Grant.privilege == privilege.value,
-                )
+            row, grantee, existing = self._direct_grant(
+                session, caller, "grants.grant", kind, name, principal, privilege
             )
-            if exists is None:
+            if existing is None:
                 session.add(
                     Grant(
                         securable_id=row.id,
@@ -178,19 +185,12 @@ class AccessControl:
     def revoke(self, caller: Caller, kind: str, name: Name, principal: str, privilege: Privilege) -> bool:
         """Remove a direct grant; returns whether there was one."""
         with self._metastore.session() as session:
-            detail = {"grantee": principal, "privilege": privilege.value}
-            row = self.check(session, caller, "grants.revoke", kind, name, Privilege.MANAGE, detail)
-            grantee = self._principal(session, principal)
-            grant = session.scalar(
-                select(Grant).where(
-                    Grant.securable_id == row.id,
-                    Grant.principal_id == grantee.id,
-                    Grant.privilege == privilege.value,
-                )
+            _, _, existing = self._direct_grant(
+                session, caller, "grants.revoke", kind, name, principal, privilege
             )
-            if grant is not None:
-                session.delete(grant)
-            return grant is not None
+            if existing is not None:
+                session.delete(existing)
+            return existing is not None
 
     def show(self, caller: Caller, kind: str, name: Name, principal: str | None = None) -> list[GrantInfo]:
         """Grants on the securable, including those inherited from its catalog and schema."""

@@ -77,20 +77,22 @@ def _info(row: Principal) -> PrincipalInfo:
     return PrincipalInfo(row.name, row.kind, row.is_admin, row.display_name, _as_utc(row.created_at))  # type: ignore[arg-type]
 
 
+def principal_row(session: Session, name: str) -> Principal:
+    """The principal named `name`, or SecurableNotFound suggesting a near name."""
+    row = session.scalar(select(Principal).where(Principal.name == name))
+    if row is None:
+        names = session.scalars(select(Principal.name)).all()
+        raise SecurableNotFound(
+            "principal", name, names, hint="Create it with: lakestack principals create NAME"
+        )
+    return row
+
+
 class PrincipalStore:
     """Unchecked storage of principals and tokens; callers check privileges first."""
 
     def __init__(self, metastore: Metastore) -> None:
         self._metastore = metastore
-
-    def _row(self, session: Session, name: str) -> Principal:
-        row = session.scalar(select(Principal).where(Principal.name == name))
-        if row is None:
-            names = session.scalars(select(Principal.name)).all()
-            raise SecurableNotFound(
-                "principal", name, names, hint="Create it with: lakestack principals create NAME"
-            )
-        return row
 
     def create(
         self, name: str, kind: str = "user", display_name: str | None = None, is_admin: bool = False
@@ -116,7 +118,7 @@ class PrincipalStore:
 
     def get(self, name: str) -> PrincipalInfo:
         with self._metastore.session() as session:
-            return _info(self._row(session, name))
+            return _info(principal_row(session, name))
 
     def list(self) -> list[PrincipalInfo]:
         with self._metastore.session() as session:
@@ -124,7 +126,7 @@ class PrincipalStore:
 
     def add_member(self, group: str, member: str) -> None:
         with self._metastore.session() as session:
-            group_row, member_row = self._row(session, group), self._row(session, member)
+            group_row, member_row = principal_row(session, group), principal_row(session, member)
             if group_row.kind != "group":
                 raise InvalidParameter(f"Principal '{group}' is a {group_row.kind}, not a group.")
             if group in self._groups_of(session, member_row.id, {member}):
@@ -135,14 +137,14 @@ class PrincipalStore:
 
     def remove_member(self, group: str, member: str) -> None:
         with self._metastore.session() as session:
-            group_row, member_row = self._row(session, group), self._row(session, member)
+            group_row, member_row = principal_row(session, group), principal_row(session, member)
             link = session.get(GroupMember, (group_row.id, member_row.id))
             if link is not None:
                 session.delete(link)
 
     def members(self, group: str) -> builtins.list[str]:
         with self._metastore.session() as session:
-            group_row = self._row(session, group)
+            group_row = principal_row(session, group)
             stmt = (
                 select(Principal.name)
                 .join(GroupMember, GroupMember.member_id == Principal.id)
@@ -172,7 +174,7 @@ class PrincipalStore:
     def caller(self, name: str) -> Caller:
         """Resolve a principal with all its (transitive) groups."""
         with self._metastore.session() as session:
-            row = self._row(session, name)
+            row = principal_row(session, name)
             groups = frozenset(self._groups_of(session, row.id, set()))
             is_admin = row.is_admin or any(
                 session.scalars(select(Principal.is_admin).where(Principal.name.in_(groups)))
@@ -189,7 +191,7 @@ class PrincipalStore:
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=lifetime_seconds) if lifetime_seconds else None
         with self._metastore.session() as session:
-            row = self._row(session, principal)
+            row = principal_row(session, principal)
             session.add(
                 Token(
                     id=token_id,
@@ -226,7 +228,7 @@ class PrincipalStore:
         with self._metastore.session() as session:
             stmt = select(Token).order_by(Token.created_at)
             if principal is not None:
-                stmt = stmt.where(Token.principal_id == self._row(session, principal).id)
+                stmt = stmt.where(Token.principal_id == principal_row(session, principal).id)
             return [self._token_info(session, t) for t in session.scalars(stmt)]
 
     def revoke_token(self, token_id: str) -> TokenInfo:

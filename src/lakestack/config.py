@@ -89,7 +89,9 @@ class WorkspaceConfig(_Strict):
             f"[metastore]\nurl = {json.dumps(self.metastore.url)}\n\n"
             f"[mlflow]\ntracking_uri = {json.dumps(self.mlflow.tracking_uri)}\n"
         )
-        (folder / CONFIG_FILE).write_text(text)
+        path = folder / CONFIG_FILE
+        path.touch(mode=0o600)  # it may hold storage credentials: readable by its owner only
+        path.write_text(text)
 
 
 def resolve_storage_root(root: str, folder: Path) -> str:

@@ -109,6 +109,10 @@ class InvalidConfig(WorkspaceError, InvalidParameter):
     code = "INVALID_CONFIG"
 
 
+class UpgradeRequired(WorkspaceError, Conflict):
+    code = "UPGRADE_REQUIRED"
+
+
 class InvalidName(CatalogError, InvalidParameter):
     code = "INVALID_NAME"
 
@@ -147,8 +151,27 @@ class PrivilegeMissing(CatalogError, PermissionDenied):
         self.securable = f"{kind} {name}"
 
 
+class AdminRequired(CatalogError, PermissionDenied):
+    """Raised for actions only workspace admins may take (catalogs, principals, audit log)."""
+
+    def __init__(self, principal: str, action: str) -> None:
+        super().__init__(
+            f"Only workspace admins may {action}; '{principal}' is not one. "
+            f"An admin can run: lakestack principals add-member admins {principal}"
+        )
+        self.principal = principal
+
+
 class InvalidToken(CatalogError, Unauthenticated):
     pass
+
+
+class VersionNotFound(TableError, NotFound):
+    """A time-travel target (version or timestamp) the table does not have."""
+
+
+class TableDataMissing(TableError, NotFound):
+    """The metastore knows the table but its Delta log is gone from storage."""
 
 
 class SchemaMismatch(TableError, InvalidParameter):

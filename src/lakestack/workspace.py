@@ -11,6 +11,7 @@ alice = ws.as_principal("alice")             # same workspace, acting as alice
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from lakestack.config import (
     resolve_sqlite_url,
     resolve_storage_root,
 )
-from lakestack.errors import InvalidConfig, PrivilegeMissing, WorkspaceError, WorkspaceNotFound
+from lakestack.errors import InvalidConfig, InvalidToken, WorkspaceError, WorkspaceNotFound
 from lakestack.tables.service import Tables
 from lakestack.tables.sql import run_query
 
@@ -63,7 +64,7 @@ class Workspace:
         self._core = core
         self._principals_store = PrincipalStore(core.metastore)
         securables = SecurableStore(core.metastore)
-        access = AccessControl(core.metastore, securables)
+        access = self._access = AccessControl(core.metastore, securables)
         self.caller = self._principals_store.caller(principal)
         options = dict(core.config.storage.options)
         self.tables = Tables(core.metastore, securables, access, self.caller, core.storage_root, options)
@@ -133,7 +134,7 @@ class Workspace:
             )
         core = _open_core(folder)
         core.metastore.check_current(str(folder))
-        acting = PrincipalStore(core.metastore).authenticate(token) if token else principal
+        acting = _authenticate(core, token) if token else principal
         return cls(core, acting or core.config.admin)
 
     @classmethod
@@ -152,8 +153,7 @@ class Workspace:
 
     def as_principal(self, name: str) -> Workspace:
         """The same workspace acting as another principal; only admins may switch."""
-        if not self.caller.is_admin:
-            raise PrivilegeMissing(self.caller.name, "ADMIN", "workspace", "principals")
+        self._access.require_admin(self.caller, "workspace.as_principal", "act as another principal", name)
         return Workspace(self._core, name)
 
     def close(self) -> None:
@@ -217,7 +217,10 @@ def _open_core(folder: Path) -> _Core:
     try:
         metastore = Metastore(url)
     except Exception as exc:  # a malformed URL: name the field rather than the SQLAlchemy internals
-        raise InvalidConfig(f"{folder / CONFIG_FILE}: metastore.url {url!r} is not usable: {exc}") from None
+        detail = str(exc).replace(url, _redact(url))
+        raise InvalidConfig(
+            f"{folder / CONFIG_FILE}: metastore.url {_redact(url)!r} is not usable: {detail}"
+        ) from None
     return _Core(
         folder=folder,
         config=config,
@@ -227,6 +230,17 @@ def _open_core(folder: Path) -> _Core:
     )
 
 
+def _authenticate(core: _Core, token: str) -> str:
+    """The principal owning `token`; a failed attempt is audited (with the token id, never the secret)."""
+    try:
+        return PrincipalStore(core.metastore).authenticate(token)
+    except InvalidToken:
+        token_id = token.split("_")[1] if token.startswith("lsk_") and token.count("_") >= 2 else None
+        access = AccessControl(core.metastore, SecurableStore(core.metastore))
+        access.record("anonymous", "auth.token", None, None, None, False, {"token_id": token_id})
+        raise
+
+
 def _redact(url: str) -> str:
     """Hide a password in a database URL before showing it."""
     from sqlalchemy.engine import make_url
@@ -234,4 +248,4 @@ def _redact(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return url
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

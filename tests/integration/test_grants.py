@@ -183,3 +183,63 @@ def test_every_checked_call_is_audited(shop: Workspace) -> None:
     events = shop.audit.list(since=before, securable="prod.churn.features")
     assert {e.action for e in events} >= {"tables.read", "tables.scan"}
     assert all(e.principal == "admin" and e.allowed for e in events)
+
+
+def test_not_found_suggestions_never_reveal_hidden_names(shop: Workspace) -> None:
+    shop.schemas.create("prod.hr")
+    shop.tables.create("prod.hr.salaries", data=pa.table({"id": [1]}))
+    shop.grants.grant("USE_CATALOG", "catalog", "prod", "alice")
+    shop.grants.grant("USE_SCHEMA", "schema", "prod.churn", "alice")
+    alice = shop.as_principal("alice")
+    with pytest.raises(SecurableNotFound) as missing:
+        alice.tables.read("prod.churn.salaries")
+    assert "hr" not in missing.value.message
+    with pytest.raises(SecurableNotFound) as missing_schema:
+        alice.schemas.get("prod.hrx")
+    assert "'prod.hr'" not in missing_schema.value.message
+    # The admin, who can see everything, gets the helpful suggestion.
+    with pytest.raises(SecurableNotFound, match=r"Did you mean 'prod\.hr\.salaries'"):
+        shop.tables.read("prod.hr.salarie")
+
+
+def test_existence_is_answered_only_to_those_who_may_look(shop: Workspace) -> None:
+    alice = shop.as_principal("alice")
+    with pytest.raises(PrivilegeMissing, match="USE_CATALOG"):
+        alice.tables.exists("prod.churn.features")
+    assert alice.catalogs.exists("prod") is False  # invisible to her, so "no"
+    shop.grants.grant("USE_CATALOG", "catalog", "prod", "alice")
+    shop.grants.grant("USE_SCHEMA", "schema", "prod.churn", "alice")
+    assert alice.tables.exists("prod.churn.features") is True
+    assert alice.tables.exists("prod.churn.nothing") is False
+    assert alice.schemas.exists("prod.nothing") is False
+    actions = {e.action for e in shop.audit.list(principal="alice")}
+    assert {"tables.exists", "catalogs.exists", "schemas.exists"} <= actions
+
+
+def test_admin_only_actions_say_how_to_become_admin_and_are_audited(shop: Workspace) -> None:
+    alice = shop.as_principal("alice")
+    with pytest.raises(PermissionDenied, match="lakestack principals add-member admins alice"):
+        alice.catalogs.create("sandbox")
+    shop.principals.add_member("admins", "alice")
+    assert shop.as_principal("alice").catalogs.create("sandbox").owner == "alice"
+    switches = shop.audit.list(action="workspace.as_principal")
+    assert switches and switches[0].securable_name == "alice" and switches[0].allowed
+
+
+def test_failed_token_logins_are_audited_without_the_secret(shop: Workspace) -> None:
+    with pytest.raises(InvalidToken):
+        Workspace.open(shop.folder, token="lsk_deadbeef_notasecret")
+    event = shop.audit.list(action="auth.token")[0]
+    assert event.principal == "anonymous" and not event.allowed
+    assert event.detail == {"token_id": "deadbeef"}
+
+
+def test_audit_since_compares_instants_not_clock_text(shop: Workspace) -> None:
+    from datetime import timedelta, timezone
+
+    shop.tables.read("prod.churn.features")
+    plus_two = timezone(timedelta(hours=2))
+    a_minute_ago = datetime.now(plus_two) - timedelta(minutes=1)
+    in_half_an_hour = datetime.now(timezone(timedelta(hours=-5))) + timedelta(minutes=30)
+    assert shop.audit.list(since=a_minute_ago, action="tables.read")
+    assert shop.audit.list(since=in_half_an_hour) == []

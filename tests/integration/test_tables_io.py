@@ -21,6 +21,7 @@ from lakestack.errors import (
     SchemaMismatch,
     SecurableExists,
     SecurableNotFound,
+    VersionNotFound,
 )
 
 TRIPS = "dev.raw.trips"
@@ -335,7 +336,7 @@ def test_time_travel_by_version(trips: Workspace) -> None:
     assert [r["id"] for r in rows(trips, version=0)] == [1, 2, 3]
     assert [r["id"] for r in rows(trips, version=1)] == [1, 2, 3, 4]
     assert [r["id"] for r in rows(trips, version=2)] == [5]
-    with pytest.raises(InvalidParameter, match="Version 9"):
+    with pytest.raises(VersionNotFound, match="Version 9"):
         trips.tables.read(TRIPS, version=9)
 
 
@@ -357,9 +358,9 @@ def test_time_travel_by_timestamp(trips: Workspace) -> None:
 
 def test_time_travel_to_before_the_table_existed_is_refused(trips: Workspace) -> None:
     created = trips.tables.history(TRIPS)[-1].timestamp
-    with pytest.raises(InvalidParameter, match="created at"):
+    with pytest.raises(VersionNotFound, match="created at"):
         trips.tables.read(TRIPS, timestamp=created - timedelta(days=1))
-    with pytest.raises(InvalidParameter, match="created at"):
+    with pytest.raises(VersionNotFound, match="created at"):
         trips.tables.read(TRIPS, timestamp="2000-01-01T00:00:00Z")
     assert len(rows(trips, timestamp=created)) == 3
 
@@ -367,7 +368,7 @@ def test_time_travel_to_before_the_table_existed_is_refused(trips: Workspace) ->
 def test_time_travel_needs_one_valid_target(trips: Workspace) -> None:
     with pytest.raises(InvalidParameter, match="not both"):
         trips.tables.read(TRIPS, version=0, timestamp=datetime.now(UTC))
-    with pytest.raises(InvalidParameter, match="Version -1"):
+    with pytest.raises(VersionNotFound, match="Version -1"):
         trips.tables.read(TRIPS, version=-1)
 
 
@@ -662,3 +663,12 @@ def test_bad_json_lines_and_missing_files_are_bad_input(trips: Workspace, tmp_pa
     with pytest.raises(BadInputData, match="does not exist"):
         trips.tables.import_file(TRIPS, tmp_path / "nope.csv")
     assert snapshot(trips) == before
+
+
+def test_nanosecond_timestamps_are_truncated_to_microseconds(ws: Workspace) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"ts": pd.to_datetime(["2026-01-01 00:00:00.123456789"])})
+    ws.tables.create("dev.raw.precise", data=frame)
+    stored = ws.tables.read("dev.raw.precise").column("ts")[0].as_py()
+    assert stored == datetime(2026, 1, 1, 0, 0, 0, 123456)

@@ -107,3 +107,34 @@ def test_storage_root_may_be_a_url(tmp_path: Path) -> None:
     ws.tables.drop("dev.x.t")
     assert not (tmp_path / "lake" / "dev" / "x" / "t").exists()
     ws.close()
+
+
+def test_config_holding_credentials_is_private_and_passwords_are_not_echoed(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", storage_options={"AWS_SECRET_ACCESS_KEY": "k"})
+    assert (tmp_path / "ws" / "workspace.toml").stat().st_mode & 0o077 == 0
+    ws.close()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    WorkspaceConfig.model_validate({"metastore": {"url": "postgresql+nodriver://u:S3CRET@h/db"}}).dump(bad)
+    from lakestack.errors import InvalidConfig
+
+    with pytest.raises(InvalidConfig) as info:
+        Workspace.open(bad)
+    assert "S3CRET" not in info.value.message and "***" in info.value.message
+
+
+def test_an_unregistered_table_folder_is_a_conflict_not_overwritten(workspace: Workspace) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from lakestack.errors import Conflict
+
+    workspace.schemas.create("dev.x")
+    leftover = f"{workspace.storage_root}/dev/x/t"
+    write_deltalake(leftover, pa.table({"keep": [1]}))
+    with pytest.raises(Conflict, match="already holds a Delta table"):
+        workspace.tables.create("dev.x.t", data=pa.table({"a": [1]}))
+    assert not workspace.tables.exists("dev.x.t")
+    from deltalake import DeltaTable
+
+    assert DeltaTable(leftover).to_pyarrow_table().to_pylist() == [{"keep": 1}]  # untouched

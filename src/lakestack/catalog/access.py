@@ -21,8 +21,8 @@ from lakestack.catalog.models import AuditEvent, Grant, Principal, Securable
 from lakestack.catalog.names import Name
 from lakestack.catalog.principals import Caller, principal_row
 from lakestack.catalog.privileges import APPLICABLE, USAGE, Privilege
-from lakestack.catalog.securables import SecurableStore, kind_of
-from lakestack.errors import InvalidParameter, PrivilegeMissing, SecurableNotFound
+from lakestack.catalog.securables import SecurableStore, create_hint, kind_of
+from lakestack.errors import AdminRequired, InvalidParameter, PrivilegeMissing, SecurableNotFound
 
 
 @dataclass(frozen=True)
@@ -93,17 +93,46 @@ class AccessControl:
         rows: list[Securable] = []
         for level in [*name.ancestors(), name]:
             level_kind = kind_of(level, kind)
-            try:
-                rows.append(self._securables.require(session, level_kind, level))
-            except SecurableNotFound:
+            row = self._securables.find(session, level_kind, level)
+            if row is None:
                 self.record(caller.name, action, kind, str(name), privilege.value, False, detail)
-                raise
+                # Suggest only names the caller could see anyway: a typo must not reveal a table.
+                parent = rows[-1] if rows else None
+                visible = [
+                    r.full_name
+                    for r in self._securables.children(session, parent, level_kind)
+                    if self.can_see(session, caller, r)
+                ]
+                raise SecurableNotFound(level_kind, str(level), visible, hint=create_hint(level_kind, level))
+            rows.append(row)
             needed = privilege if level == name else USAGE[level_kind]
             if not self._holds(session, caller, rows, needed):
                 self.record(caller.name, action, level_kind, str(level), needed.value, False, detail)
                 raise PrivilegeMissing(caller.name, needed.value, level_kind, str(level))
         self.record(caller.name, action, kind, str(name), privilege.value, True, detail)
         return rows[-1]
+
+    def exists(self, session: Session, caller: Caller, action: str, kind: str, name: Name) -> bool:
+        """Whether a securable exists; answered (and audited) only for callers who may use its parent."""
+        if len(name.parts) == 1:
+            row = self._securables.find(session, kind, name)
+            visible = row is not None and self.can_see(session, caller, row)
+            self.record(caller.name, action, kind, str(name), None, True)
+            return visible
+        parent_kind = kind_of(name.parent)
+        try:
+            self.check(
+                session, caller, action, parent_kind, name.parent, USAGE[parent_kind], {kind: str(name)}
+            )
+        except SecurableNotFound:
+            return False
+        return self._securables.find(session, kind, name) is not None
+
+    def require_admin(self, caller: Caller, action: str, what: str, target: str | None = None) -> None:
+        """Allow (and audit) an admin-only action; `what` says it in words for the error."""
+        self.record(caller.name, action, None, target, "ADMIN", caller.is_admin)
+        if not caller.is_admin:
+            raise AdminRequired(caller.name, what)
 
     def can(self, session: Session, caller: Caller, row: Securable, privilege: Privilege) -> bool:
         """Whether `caller` holds `privilege` on `row` (no audit: used to filter listings)."""
@@ -270,7 +299,7 @@ class AccessControl:
             return [
                 AuditRecord(
                     e.id,
-                    e.ts.replace(tzinfo=UTC) if e.ts.tzinfo is None else e.ts,
+                    e.ts,
                     e.principal,
                     e.action,
                     e.securable_kind,

@@ -9,7 +9,7 @@ from lakestack.catalog.access import AccessControl, AuditRecord, GrantInfo
 from lakestack.catalog.names import Name
 from lakestack.catalog.principals import Caller, NewToken, PrincipalInfo, PrincipalStore, TokenInfo
 from lakestack.catalog.privileges import Privilege
-from lakestack.errors import InvalidParameter, PrivilegeMissing
+from lakestack.errors import InvalidParameter
 
 SECURABLE_LEVELS = {"catalog": 1, "schema": 2, "table": 3, "model": 3}
 
@@ -29,10 +29,8 @@ class _Checked:
         self._caller = caller
 
     def _require_admin(self, action: str, target: str | None = None) -> None:
-        allowed = self._caller.is_admin
-        self._access.record(self._caller.name, action, "principal", target, "ADMIN", allowed)
-        if not allowed:
-            raise PrivilegeMissing(self._caller.name, "ADMIN", "workspace", "principals")
+        what = {"audit.list": "read the audit log"}.get(action, "manage principals and their tokens")
+        self._access.require_admin(self._caller, action, what, target)
 
 
 class Principals(_Checked):

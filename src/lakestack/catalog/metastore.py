@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from lakestack.errors import WorkspaceError
+from lakestack.errors import UpgradeRequired
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -88,7 +88,7 @@ class Metastore:
         """Raise unless the schema is exactly what this lakestack expects."""
         current, head = self.current_revision(), self.head_revision()
         if current != head:
-            raise WorkspaceError(
+            raise UpgradeRequired(
                 f"The metastore of workspace {where} is at revision {current or 'none'}, this lakestack "
                 f"needs {head}. Run: lakestack -w {where} workspace upgrade"
             )

@@ -14,7 +14,7 @@ from lakestack.catalog.names import Name
 from lakestack.catalog.principals import Caller
 from lakestack.catalog.privileges import Privilege
 from lakestack.catalog.securables import SecurableInfo, SecurableStore, to_info
-from lakestack.errors import Conflict, InvalidParameter, PrivilegeMissing
+from lakestack.errors import Conflict, InvalidParameter
 
 RESERVED_CATALOG_NAMES = frozenset({"main", "temp", "system", "memory"})
 
@@ -50,9 +50,10 @@ class _Namespaces:
             )
 
     def exists(self, name: str) -> bool:
+        """Whether it exists; asking needs usage of its parent (a catalog answers only if visible)."""
         parsed = Name.parse(name, self.levels)
         with self._metastore.session() as session:
-            return self._securables.find(session, self.kind, parsed) is not None
+            return self._access.exists(session, self._caller, f"{self.kind}s.exists", self.kind, parsed)
 
     def drop(self, name: str, cascade: bool = False) -> list[SecurableInfo]:
         """Drop it (needs MANAGE or ownership); with `cascade`, everything inside too."""
@@ -90,14 +91,11 @@ class Catalogs(_Namespaces):
         parsed = Name.parse(name, 1)
         if parsed.catalog in RESERVED_CATALOG_NAMES:
             raise InvalidParameter(f"Catalog name '{parsed}' is reserved by the SQL engine; pick another.")
-        if not self._caller.is_admin:
-            self._access.record(self._caller.name, "catalogs.create", "catalog", str(parsed), "ADMIN", False)
-            raise PrivilegeMissing(self._caller.name, "ADMIN", "workspace", "catalogs")
+        self._access.require_admin(self._caller, "catalogs.create", "create catalogs", str(parsed))
         with self._metastore.session() as session:
             existing = self._securables.find(session, "catalog", parsed)
             if existing is not None and exist_ok:
                 return to_info(existing)
-            self._access.record(self._caller.name, "catalogs.create", "catalog", str(parsed), "ADMIN", True)
             row = self._securables.create(session, "catalog", parsed, self._caller.name, comment, properties)
             return to_info(row)
 

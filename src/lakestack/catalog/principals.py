@@ -66,15 +66,8 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _as_utc(moment: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; everything we store is UTC.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def _info(row: Principal) -> PrincipalInfo:
-    return PrincipalInfo(row.name, row.kind, row.is_admin, row.display_name, _as_utc(row.created_at))  # type: ignore[arg-type]
+    return PrincipalInfo(row.name, row.kind, row.is_admin, row.display_name, row.created_at)
 
 
 def principal_row(session: Session, name: str) -> Principal:
@@ -211,10 +204,10 @@ class PrincipalStore:
             token.id,
             owner.name,
             token.comment,
-            _as_utc(token.created_at),  # type: ignore[arg-type]
-            _as_utc(token.expires_at),
-            _as_utc(token.revoked_at),
-            _as_utc(token.last_used_at),
+            token.created_at,
+            token.expires_at,
+            token.revoked_at,
+            token.last_used_at,
         )
 
     def token_owner(self, token_id: str) -> str:
@@ -251,7 +244,7 @@ class PrincipalStore:
                 raise InvalidToken(
                     f"Token {token.id} was revoked. Create a new one with: lakestack tokens create"
                 )
-            expires = _as_utc(token.expires_at)
+            expires = token.expires_at
             if expires is not None and expires <= now:
                 raise InvalidToken(
                     f"Token {token.id} expired. Create a new one with: lakestack tokens create"

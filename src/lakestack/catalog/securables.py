@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lakestack.catalog.metastore import Metastore
@@ -32,10 +33,6 @@ class SecurableInfo:
     id: int = field(repr=False, compare=False)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 def to_info(row: Securable) -> SecurableInfo:
     return SecurableInfo(
         row.kind,
@@ -44,9 +41,9 @@ def to_info(row: Securable) -> SecurableInfo:
         row.comment,
         dict(row.properties or {}),
         row.storage_location,
-        _utc(row.created_at),
+        row.created_at,
         row.created_by,
-        _utc(row.updated_at),
+        row.updated_at,
         row.updated_by,
         id=row.id,
     )
@@ -56,7 +53,7 @@ def kind_of(name: Name, object_kind: str = "table") -> str:
     return LEVEL_KIND.get(len(name.parts), object_kind)
 
 
-def _create_hint(kind: str, name: Name) -> str:
+def create_hint(kind: str, name: Name) -> str:
     if kind == "catalog":
         return f"Create it with: lakestack catalogs create {name}"
     if kind == "schema":
@@ -77,7 +74,7 @@ class SecurableStore:
         row = self.find(session, kind, name)
         if row is None:
             siblings = session.scalars(select(Securable.full_name).where(Securable.kind == kind)).all()
-            raise SecurableNotFound(kind, str(name), siblings, hint=_create_hint(kind, name))
+            raise SecurableNotFound(kind, str(name), siblings, hint=create_hint(kind, name))
         return row
 
     def create(
@@ -107,7 +104,10 @@ class SecurableStore:
             updated_by=owner,
         )
         session.add(row)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:  # a concurrent create won the race
+            raise SecurableExists(kind, str(name)) from None
         return row
 
     def children(self, session: Session, parent: Securable | None, kind: str) -> list[Securable]:

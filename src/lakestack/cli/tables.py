@@ -149,7 +149,13 @@ def restore(
     """Make an older version current again (recorded as a new version)."""
     new_version = workspace().tables.restore(name, version=version, timestamp=timestamp)
     if as_json:
-        print_json({"table": name, "version": new_version, "restored_from": version or timestamp})
+        print_json(
+            {
+                "table": name,
+                "version": new_version,
+                "restored_from": version if version is not None else timestamp,
+            }
+        )
         return
     ok(f"Restored {name} to {version if version is not None else timestamp}; now at version {new_version}")
 

@@ -52,7 +52,8 @@ def _delta_friendly(table: pa.Table) -> pa.Table:
             t = t.value_type
         fields.append(pa.field(f.name, t, f.nullable))
     target = pa.schema(fields)
-    return table if target == table.schema else table.cast(target)
+    # Delta keeps microseconds: sub-microsecond digits are truncated rather than refused.
+    return table if target == table.schema else table.cast(target, safe=False)
 
 
 def conform(table: pa.Table, target: pa.Schema, name: str, evolve: bool) -> tuple[pa.Table, bool]:
@@ -82,7 +83,7 @@ def conform(table: pa.Table, target: pa.Schema, name: str, evolve: bool) -> tupl
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     raise SchemaMismatch(
                         f"Column '{f.name}' of '{name}' is {f.type} but the data has {column.type}. "
-                        f"Cast it to {f.type} first, or overwrite with evolve_schema=True."
+                        f"Cast it to {f.type} first; a column never changes type in place."
                     ) from None
             columns.append(column)
         fields.append(f)

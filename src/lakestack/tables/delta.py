@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from lakestack.errors import InvalidParameter, SchemaMismatch, TableError
+from lakestack.errors import InvalidParameter, SchemaMismatch, TableDataMissing, VersionNotFound
 from lakestack.tables.arrow import conform, to_arrow
 from lakestack.tables.retry import with_commit_retry
 
@@ -55,16 +55,19 @@ class DeltaLocation:
         if version is not None and timestamp is not None:
             raise InvalidParameter("Pass a version or a timestamp, not both.")
         if version is not None and version < 0:
-            raise InvalidParameter(f"Version {version} of the table does not exist: versions start at 0.")
+            raise VersionNotFound(f"Version {version} of the table does not exist: versions start at 0.")
         try:
             table = DeltaTable(self.uri, version=version, storage_options=self.storage_options or None)
         except TableNotFoundError:
-            raise TableError(
-                f"No Delta table at {self.uri}: the data was removed outside lakestack."
+            raise TableDataMissing(
+                f"No Delta table at {self.uri}: its data was removed outside lakestack. "
+                "Restore the folder from a backup, or drop the table."
             ) from None
-        except DeltaError as exc:
+        except DeltaError:
             if version is not None:
-                raise InvalidParameter(f"Version {version} of the table does not exist ({exc}).") from None
+                raise VersionNotFound(
+                    f"Version {version} of the table does not exist; `tables history` lists its versions."
+                ) from None
             raise
         if timestamp is not None:
             try:
@@ -295,7 +298,7 @@ def _check_not_before_first_commit(
     first = DeltaTable(table.table_uri, storage_options=storage_options or None).history()[-1]
     created = datetime.fromtimestamp(first["timestamp"] / 1000, tz=UTC)
     if moment < created:
-        raise InvalidParameter(
+        raise VersionNotFound(
             f"No version of the table at {timestamp}: it was created at {created.isoformat()}."
         )
 

@@ -23,7 +23,7 @@ from lakestack.catalog.names import Name
 from lakestack.catalog.principals import Caller
 from lakestack.catalog.privileges import Privilege
 from lakestack.catalog.securables import SecurableInfo, SecurableStore, to_info
-from lakestack.errors import InvalidParameter, SchemaMismatch, SecurableExists, TableError
+from lakestack.errors import Conflict, InvalidParameter, SchemaMismatch, SecurableExists
 from lakestack.tables.arrow import conform, read_file, to_arrow
 from lakestack.tables.delta import DeltaLocation, Filters, HistoryEntry, WriteMode
 from lakestack.tables.expectations import Expectation, ExpectationResult, apply_expectations
@@ -73,6 +73,13 @@ def _convert(table: pa.Table, to: Output) -> Any:
 
 def _stored_expectations(properties: dict[str, Any]) -> list[Expectation]:
     return [Expectation(**e) for e in json.loads(properties.get(EXPECTATIONS_PROPERTY, "[]"))]
+
+
+def _storage_taken(name: Name, location: DeltaLocation) -> Conflict:
+    return Conflict(
+        f"Storage for '{name}' at {location.uri} already holds a Delta table: another writer is "
+        "creating it, or a crash left it unregistered. Retry, or move that folder away first."
+    )
 
 
 class Tables:
@@ -159,40 +166,41 @@ class Tables:
                 Privilege.CREATE_TABLE,
                 {"table": str(parsed)},
             )
-            if self._securables.find(session, "table", parsed) is not None:
-                if exist_ok:
-                    return self.get(str(parsed))
-                raise SecurableExists("table", str(parsed), "Write to it, or drop it first.")
-            if location.exists():
-                raise TableError(
-                    f"Storage for '{parsed}' at {location.uri} already holds a Delta table that the "
-                    "metastore does not know. Move or delete that folder, then create the table again."
-                )
-            self._securables.create(
-                session, "table", parsed, self._caller.name, comment, props, storage_location=location.uri
+            taken = self._securables.find(session, "table", parsed) is not None
+        if taken and exist_ok:
+            return self.get(str(parsed))
+        if taken:
+            raise SecurableExists("table", str(parsed), "Write to it, or drop it first.")
+        results: list[ExpectationResult] = []
+        if rows is not None:
+            rows, results = apply_expectations(rows, stored, str(parsed))
+        # Delta first, metastore second: the metastore transaction stays short (SQLite locks the
+        # whole file while it is open), and a table is only registered once its data exists.
+        if location.exists():
+            raise _storage_taken(parsed, location)
+        try:
+            location.create(
+                arrow_schema, partition_by or [], comment, delta_config, self._commit_metadata(results), rows
             )
-            results: list[ExpectationResult] = []
-            if rows is not None:
-                rows, results = apply_expectations(rows, stored, str(parsed))
-            try:
-                location.create(
-                    arrow_schema,
-                    partition_by or [],
-                    comment,
-                    delta_config,
-                    self._commit_metadata(results),
-                    rows,
+        except DeltaError:
+            if location.exists():  # another writer created it between our check and our commit
+                raise _storage_taken(parsed, location) from None
+            raise
+        try:
+            with self._metastore.session() as session:
+                self._securables.create(
+                    session, "table", parsed, self._caller.name, comment, props, storage_location=location.uri
                 )
-            except BaseException:
-                location.delete_files()
-                raise
+        except BaseException:
+            location.delete_files()  # ours: we just created it and could not register it
+            raise
         return self.get(str(parsed))
 
     def exists(self, name: str) -> bool:
-        """Whether the table exists (no privilege needed beyond knowing its name)."""
+        """Whether the table exists; asking needs USE_CATALOG and USE_SCHEMA on its schema."""
         parsed = Name.parse(name, 3)
         with self._metastore.session() as session:
-            return self._securables.find(session, "table", parsed) is not None
+            return self._access.exists(session, self._caller, "tables.exists", "table", parsed)
 
     def get(self, name: str) -> TableInfo:
         """Describe a table: owner, location, schema, partitioning, current version. Needs SELECT."""

@@ -91,9 +91,9 @@ class AccessControl:
         what is inside it. Returns the securable row.
         """
         rows: list[Securable] = []
-        for level in [*name.ancestors(), name]:
+        path = self._securables.find_path(session, name, kind)
+        for level, row in zip([*name.ancestors(), name], path, strict=True):
             level_kind = kind_of(level, kind)
-            row = self._securables.find(session, level_kind, level)
             if row is None:
                 self.record(caller.name, action, kind, str(name), privilege.value, False, detail)
                 # Suggest only names the caller could see anyway: a typo must not reveal a table.
@@ -109,7 +109,8 @@ class AccessControl:
             if not self._holds(session, caller, rows, needed):
                 self.record(caller.name, action, level_kind, str(level), needed.value, False, detail)
                 raise PrivilegeMissing(caller.name, needed.value, level_kind, str(level))
-        self.record(caller.name, action, kind, str(name), privilege.value, True, detail)
+        # An allowed call is recorded in the caller's transaction (one commit, not two).
+        self.record(caller.name, action, kind, str(name), privilege.value, True, detail, session)
         return rows[-1]
 
     def exists(self, session: Session, caller: Caller, action: str, kind: str, name: Name) -> bool:
@@ -258,21 +259,25 @@ class AccessControl:
         privilege: str | None,
         allowed: bool,
         detail: dict[str, Any] | None = None,
+        session: Session | None = None,
     ) -> None:
-        """Append one audit event in its own transaction, so denials are kept even on rollback."""
-        with self._metastore.session() as session:
-            session.add(
-                AuditEvent(
-                    ts=datetime.now(UTC),
-                    principal=principal,
-                    action=action,
-                    securable_kind=kind,
-                    securable_name=name,
-                    privilege=privilege,
-                    allowed=allowed,
-                    detail=detail,
-                )
-            )
+        """Append one audit event: inside `session` when given, else in its own transaction
+        (denials use their own, so they are kept when the caller's transaction rolls back)."""
+        event = AuditEvent(
+            ts=datetime.now(UTC),
+            principal=principal,
+            action=action,
+            securable_kind=kind,
+            securable_name=name,
+            privilege=privilege,
+            allowed=allowed,
+            detail=detail,
+        )
+        if session is not None:
+            session.add(event)
+            return
+        with self._metastore.session() as own:
+            own.add(event)
 
     def audit(
         self,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,6 +69,16 @@ class SecurableStore:
         return session.scalar(
             select(Securable).where(Securable.kind == kind, Securable.full_name == str(name))
         )
+
+    def find_path(self, session: Session, name: Name, kind: str) -> list[Securable | None]:
+        """The rows for `name`'s catalog, schema and itself (None where missing), in one query."""
+        levels = [*name.ancestors(), name]
+        wanted = [(kind_of(level, kind), str(level)) for level in levels]
+        stmt = select(Securable).where(
+            or_(*(and_(Securable.kind == k, Securable.full_name == n) for k, n in wanted))
+        )
+        found = {(r.kind, r.full_name): r for r in session.scalars(stmt)}
+        return [found.get(key) for key in wanted]
 
     def require(self, session: Session, kind: str, name: Name) -> Securable:
         row = self.find(session, kind, name)

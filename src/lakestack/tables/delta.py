@@ -42,10 +42,21 @@ class HistoryEntry:
     expectations: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass
 class DeltaLocation:
+    """One table's storage. Reuses the Delta log it already read across the steps of a write."""
+
     uri: str
     storage_options: dict[str, str] = field(default_factory=dict)
+    _latest: DeltaTable | None = field(default=None, init=False, repr=False, compare=False)
+
+    def latest(self) -> DeltaTable:
+        """The newest version; after the first call only new log entries are read."""
+        if self._latest is None:
+            self._latest = self.open()
+        else:
+            self._latest.update_incremental()
+        return self._latest
 
     def exists(self) -> bool:
         return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options or None)
@@ -78,7 +89,7 @@ class DeltaLocation:
         return table
 
     def schema(self) -> pa.Schema:
-        return pa.schema(self.open().schema().to_arrow())
+        return pa.schema(self.latest().schema().to_arrow())
 
     # --- writing -------------------------------------------------------------------------
 
@@ -124,7 +135,7 @@ class DeltaLocation:
         """Append or overwrite; returns the new version."""
 
         def attempt() -> int:
-            table = self.open()
+            table = self.latest()
             conformed, grows = conform(data, pa.schema(table.schema().to_arrow()), name, evolve)
             write_deltalake(
                 table,
@@ -155,7 +166,7 @@ class DeltaLocation:
         _check_merge_keys(data, keys, name)
 
         def attempt() -> dict[str, Any]:
-            table = self.open()
+            table = self.latest()
             conformed, grows = conform(data, pa.schema(table.schema().to_arrow()), name, evolve)
             missing = [k for k in keys if conformed.schema.get_field_index(k) == -1]
             if missing:

@@ -183,6 +183,8 @@ def test_every_checked_call_is_audited(shop: Workspace) -> None:
     events = shop.audit.list(since=before, securable="prod.churn.features")
     assert {e.action for e in events} >= {"tables.read", "tables.scan"}
     assert all(e.principal == "admin" and e.allowed for e in events)
+    shop.as_principal("alice").principals.list()
+    assert shop.audit.list(principal="alice", action="principals.list")
 
 
 def test_not_found_suggestions_never_reveal_hidden_names(shop: Workspace) -> None:

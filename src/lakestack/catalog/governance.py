@@ -42,10 +42,16 @@ class Principals(_Checked):
         self._require_admin("principals.create", name)
         return self._store.create(name, kind, display_name, is_admin)
 
+    def _read(self, action: str, target: str | None = None) -> None:
+        # Any principal may look people up (to grant to them), but every look-up is audited.
+        self._access.record(self._caller.name, action, "principal", target, None, True)
+
     def list(self) -> list[PrincipalInfo]:
+        self._read("principals.list")
         return self._store.list()
 
     def get(self, name: str) -> PrincipalInfo:
+        self._read("principals.get", name)
         return self._store.get(name)
 
     def add_member(self, group: str, member: str) -> None:
@@ -57,6 +63,7 @@ class Principals(_Checked):
         self._store.remove_member(group, member)
 
     def members(self, group: str) -> builtins.list[str]:
+        self._read("principals.members", group)
         return self._store.members(group)
 
     def whoami(self) -> Caller:

@@ -101,8 +101,8 @@ class Tables:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _location(self, row_or_uri: Any) -> DeltaLocation:
-        uri = row_or_uri if isinstance(row_or_uri, str) else row_or_uri.storage_location
+    def _location(self, uri: str | None) -> DeltaLocation:
+        assert uri is not None, "every registered table has a storage location"
         return DeltaLocation(uri, self._options)
 
     def _check(

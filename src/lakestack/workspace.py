@@ -34,6 +34,7 @@ from lakestack.config import (
     resolve_storage_root,
 )
 from lakestack.errors import InvalidConfig, InvalidToken, WorkspaceError, WorkspaceNotFound
+from lakestack.features.store import FeatureStore
 from lakestack.tables.service import Tables
 from lakestack.tables.sql import run_query
 
@@ -70,6 +71,7 @@ class Workspace:
         self.tables = Tables(core.metastore, securables, access, self.caller, core.storage_root, options)
         self.catalogs = Catalogs(core.metastore, securables, access, self.caller, self.tables.delete_data)
         self.schemas = Schemas(core.metastore, securables, access, self.caller, self.tables.delete_data)
+        self.features = FeatureStore(self.tables)
         self.principals = Principals(self._principals_store, access, self.caller)
         self.tokens = Tokens(self._principals_store, access, self.caller)
         self.grants = Grants(self._principals_store, access, self.caller)

@@ -59,7 +59,7 @@ class WriteResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _convert(table: pa.Table, to: Output) -> Any:
+def convert(table: pa.Table, to: Output) -> Any:
     if to == "arrow":
         return table
     if to == "pandas":
@@ -363,7 +363,7 @@ class Tables:
             table = self._location(info.storage_location).read(columns, filters, version, timestamp, limit)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
             raise InvalidParameter(f"Cannot read '{name}' with filters {filters!r}: {exc}") from None
-        return _convert(table, to)
+        return convert(table, to)
 
     def dataset(self, name: Name, version: int | None = None) -> pads.Dataset:
         """An Arrow dataset over the table, for engines that push filters down (SQL). Needs SELECT."""

@@ -1,0 +1,237 @@
+"""Feature lookups and point-in-time-correct training sets.
+
+Semantics of a lookup with `timestamp_lookup_key` (an "as-of" join):
+- the feature row used is the newest one whose timestamp is <= the row's timestamp (inclusive);
+- with `lookback_window`, it must also be at most that old (`timedelta(0)` = exact match only);
+- when there is none, the features are null, or their `default_values`;
+- ties cannot happen: the timestamp key is part of the primary key and writes are upserts,
+  so a key has at most one row per timestamp;
+- every row of the input is kept, duplicates included, in the input's order.
+Without `timestamp_lookup_key`, a table with a timestamp key contributes each key's newest row.
+Naive timestamps are taken as UTC.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lakestack.catalog.names import Name
+from lakestack.errors import InvalidParameter
+from lakestack.tables.arrow import to_arrow
+from lakestack.tables.sandbox import lock_down, sandboxed_connection
+from lakestack.tables.service import Output, Tables, convert
+
+if TYPE_CHECKING:
+    from lakestack.features.store import FeatureTable
+
+ROW_ID = "__lakestack_row"
+
+
+@dataclass(frozen=True)
+class FeatureLookup:
+    """Which features to take from a feature table, matched on which columns of the input."""
+
+    table_name: str
+    lookup_key: str | list[str]
+    timestamp_lookup_key: str | None = None
+    feature_names: list[str] | None = None
+    rename_outputs: dict[str, str] | None = None
+    default_values: dict[str, Any] | None = None
+    lookback_window: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.lookback_window is not None:
+            if not isinstance(self.lookback_window, timedelta) or self.lookback_window < timedelta(0):
+                raise InvalidParameter(
+                    f"lookback_window of the lookup on '{self.table_name}' must be a timedelta >= 0."
+                )
+            if self.timestamp_lookup_key is None:
+                raise InvalidParameter(
+                    f"lookback_window on '{self.table_name}' needs timestamp_lookup_key: it bounds how old "
+                    "a feature may be relative to that timestamp."
+                )
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.lookup_key] if isinstance(self.lookup_key, str) else list(self.lookup_key)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A lookup resolved against its table at a pinned version."""
+
+    lookup: FeatureLookup
+    table: FeatureTable
+    features: list[str]
+    outputs: list[str]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Input rows joined with features, with every feature table's Delta version pinned."""
+
+    df: pa.Table
+    label: list[str]
+    exclude_columns: list[str]
+    plans: list[_Plan] = field(repr=False)
+    tables: Tables = field(repr=False, compare=False)
+
+    @property
+    def table_versions(self) -> dict[str, int]:
+        """The Delta version of each feature table this training set reads."""
+        return {p.table.name: p.table.version for p in self.plans}
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [o for p in self.plans for o in p.outputs if o not in self.exclude_columns]
+
+    def feature_spec(self) -> dict[str, Any]:
+        """A JSON-ready description: enough to look the same features up again at scoring time."""
+        return {
+            "label": self.label,
+            "exclude_columns": self.exclude_columns,
+            "lookups": [
+                {
+                    "table_name": p.table.name,
+                    "table_version": p.table.version,
+                    "lookup_key": p.lookup.keys,
+                    "primary_keys": p.table.lookup_keys,
+                    "timestamp_lookup_key": p.lookup.timestamp_lookup_key,
+                    "timestamp_key": p.table.timestamp_key,
+                    "features": p.features,
+                    "outputs": p.outputs,
+                    "default_values": p.lookup.default_values or {},
+                    "lookback_seconds": None
+                    if p.lookup.lookback_window is None
+                    else p.lookup.lookback_window.total_seconds(),
+                }
+                for p in self.plans
+            ],
+        }
+
+    def load_df(self, to: Output = "arrow") -> Any:
+        """The training data: input columns (minus exclusions) and features, in input order."""
+        table = _join(self.tables, self.df, self.plans)
+        return convert(table.drop_columns([c for c in self.exclude_columns if c in table.column_names]), to)
+
+
+def build_training_set(
+    tables: Tables,
+    df: Any,
+    lookups: list[FeatureLookup],
+    feature_tables: dict[str, FeatureTable],
+    label: str | list[str] | None,
+    exclude_columns: list[str],
+) -> TrainingSet:
+    """Validate the lookups against `df` and the tables, and pin the tables' versions."""
+    rows = to_arrow(df)
+    labels = [] if label is None else [label] if isinstance(label, str) else list(label)
+    missing = [c for c in labels if c not in rows.column_names]
+    if missing:
+        raise InvalidParameter(f"Label column(s) {', '.join(missing)} are not in the training data.")
+    taken = set(rows.column_names)
+    plans = []
+    for lookup in lookups:
+        plan = _plan(lookup, feature_tables[lookup.table_name], rows)
+        clash = sorted(taken & set(plan.outputs))
+        if clash:
+            raise InvalidParameter(
+                f"Feature output(s) {', '.join(clash)} from '{plan.table.name}' collide with existing "
+                "columns: rename them with rename_outputs."
+            )
+        taken |= set(plan.outputs)
+        plans.append(plan)
+    return TrainingSet(rows, labels, list(exclude_columns), plans, tables)
+
+
+def _plan(lookup: FeatureLookup, table: FeatureTable, rows: pa.Table) -> _Plan:
+    where = f"the lookup on '{table.name}'"
+    absent = [k for k in lookup.keys if k not in rows.column_names]
+    if absent:
+        raise InvalidParameter(f"Lookup key(s) {', '.join(absent)} of {where} are not columns of the input.")
+    if len(lookup.keys) != len(table.lookup_keys):
+        raise InvalidParameter(
+            f"{where.capitalize()} gives {len(lookup.keys)} key(s) but the table's primary key is "
+            f"{', '.join(table.lookup_keys)}: give one input column per key, in that order."
+        )
+    if lookup.timestamp_lookup_key is not None:
+        if table.timestamp_key is None:
+            raise InvalidParameter(
+                f"'{table.name}' has no timestamp key, so {where} cannot be point in time."
+            )
+        if lookup.timestamp_lookup_key not in rows.column_names:
+            raise InvalidParameter(
+                f"timestamp_lookup_key '{lookup.timestamp_lookup_key}' of {where} is not an input column."
+            )
+    features = list(lookup.feature_names) if lookup.feature_names is not None else list(table.features)
+    unknown = [f for f in features if f not in table.features]
+    for named in (lookup.rename_outputs or {}, lookup.default_values or {}):
+        unknown += [f for f in named if f not in features]
+    if unknown:
+        raise InvalidParameter(
+            f"{where.capitalize()} names unknown feature(s) {', '.join(sorted(set(unknown)))}; "
+            f"it has {', '.join(table.features)}."
+        )
+    renames = lookup.rename_outputs or {}
+    return _Plan(lookup, table, features, [renames.get(f, f) for f in features])
+
+
+def _q(identifier: str) -> str:
+    """Quote a column name for DuckDB, whatever characters it holds."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _join(tables: Tables, rows: pa.Table, plans: builtins.list[_Plan]) -> pa.Table:
+    # The SQL is assembled from quoted identifiers (_q) and integers only; default values travel
+    # as parameters. Hence the S608 suppressions below.
+    con = sandboxed_connection()
+    try:
+        con.register("__input", rows.append_column(ROW_ID, pa.array(range(rows.num_rows), pa.int64())))
+        ctes, joins, outputs, parameters = [], [], [], []
+        for i, plan in enumerate(plans):
+            con.register(f"__feature_{i}", tables.dataset(Name.parse(plan.table.name, 3), plan.table.version))
+            table, lookup = plan.table, plan.lookup
+            keys = ", ".join(_q(k) for k in table.lookup_keys)
+            ts = table.timestamp_key
+            selected = ", ".join([keys, *(_q(f) for f in plan.features)])
+            stamp = f", {_q(ts)} AS __ts" if ts else ""
+            newest = ""
+            if ts and lookup.timestamp_lookup_key is None:
+                newest = f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_q(ts)} DESC) = 1"
+            ctes.append(f"f{i} AS (SELECT {selected}{stamp}, TRUE AS __hit FROM __feature_{i}{newest})")  # noqa: S608
+            on = " AND ".join(
+                f"i.{_q(a)} = f{i}.{_q(b)}" for a, b in zip(lookup.keys, table.lookup_keys, strict=True)
+            )
+            hit = f"f{i}.__hit IS NOT NULL"
+            if lookup.timestamp_lookup_key is not None:
+                label_ts = f"i.{_q(lookup.timestamp_lookup_key)}"
+                joins.append(f"ASOF LEFT JOIN f{i} ON {on} AND {label_ts} >= f{i}.__ts")
+                if lookup.lookback_window is not None:
+                    micros = int(lookup.lookback_window / timedelta(microseconds=1))
+                    hit += f" AND epoch_us({label_ts}) - epoch_us(f{i}.__ts) <= {micros}"
+            else:
+                joins.append(f"LEFT JOIN f{i} ON {on}")
+            defaults = lookup.default_values or {}
+            for feature, output in zip(plan.features, plan.outputs, strict=True):
+                fallback = "NULL"
+                if feature in defaults:
+                    fallback = "?"
+                    parameters.append(defaults[feature])
+                outputs.append(f"CASE WHEN {hit} THEN f{i}.{_q(feature)} ELSE {fallback} END AS {_q(output)}")
+        lock_down(con)
+        with_clause = f"WITH {', '.join(ctes)} " if ctes else ""
+        columns = ", ".join(["i.*", *outputs])
+        query = f"{with_clause}SELECT {columns} FROM __input AS i {' '.join(joins)} ORDER BY i.{ROW_ID}"  # noqa: S608
+        try:
+            result = con.sql(query, params=parameters or None)
+        except Exception as exc:  # a default of the wrong type, keys of incomparable types, ...
+            raise InvalidParameter(f"Building the training set failed: {str(exc).splitlines()[0]}") from None
+        assert result is not None
+        return result.to_arrow_table().drop_columns([ROW_ID])
+    finally:
+        con.close()

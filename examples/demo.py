@@ -27,9 +27,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lakestack import Expectation, Workspace
+from lakestack import Expectation, FeatureLookup, Workspace
 from lakestack.config import CONFIG_FILE
-from lakestack.datasets import CURRENCIES, RetailData, make_retail
+from lakestack.datasets import CURRENCIES, RetailData, churn_labels, make_retail
 from lakestack.errors import ExpectationFailed, PermissionDenied
 from lakestack.tables.service import WriteResult
 
@@ -281,8 +281,78 @@ def grants_moment(ws: Workspace) -> None:
 # --- summary --------------------------------------------------------------------------------------
 
 
+# --- features: point-in-time training data ---------------------------------------------------
+
+ACTIVITY = "dev.churn.customer_activity"
+PROFILE = "dev.churn.customer_profile"
+
+# Weekly snapshots of each customer's last 28 days, computed only from data before the snapshot:
+# a feature at time t must never see what happened after t.
+ACTIVITY_SQL = """
+WITH weeks AS (SELECT unnest(generate_series(?::TIMESTAMPTZ, ?::TIMESTAMPTZ, INTERVAL 7 DAY)) AS ts)
+SELECT t.customer_id, w.ts,
+       round(sum(t.amount), 2) AS spend_28d,
+       count(*) AS purchases_28d,
+       count(*) FILTER (WHERE t.status = 'refunded') AS refunds_28d
+FROM weeks AS w
+JOIN dev.silver.transactions AS t ON t.ts < w.ts AND t.ts >= w.ts - INTERVAL 28 DAY
+WHERE t.customer_id IS NOT NULL
+GROUP BY ALL
+"""
+
+
+def build_features(ws: Workspace, data: RetailData) -> None:
+    """Two feature tables: weekly activity (with a timestamp key) and a static profile."""
+    step("Features: weekly activity and customer profile as feature tables")
+    ws.schemas.create("dev.churn", comment="Features and training data for churn prediction")
+    first, last = data.start + timedelta(days=28), data.end
+    activity = ws.sql(ACTIVITY_SQL, [first, last])
+    ws.features.create_table(
+        ACTIVITY, primary_keys="customer_id", timestamp_key="ts", df=activity,
+        description="Spend, purchases and refunds over the 28 days before each weekly snapshot",
+    )  # fmt: skip
+    profile = ws.tables.read(BRONZE_CUSTOMERS, columns=["customer_id", "plan", "country", "age"])
+    ws.features.create_table(
+        PROFILE, primary_keys="customer_id", df=profile, description="Who the customer is"
+    )
+    for name in (ACTIVITY, PROFILE):
+        table = ws.features.get_table(name)
+        keys = " + ".join(table.primary_keys)
+        console.print(f"{name}: key {keys}; features {', '.join(table.features)}")
+
+
+def training_set(ws: Workspace, data: RetailData) -> None:
+    """Labels at one moment, features as they were just before it: no leakage from the future."""
+    step("Training set: churn labels joined with features as of each label's time")
+    labels = churn_labels(data.customers, data.transactions, as_of=data.end - timedelta(days=45))
+    training = ws.features.create_training_set(
+        labels,
+        [
+            FeatureLookup(ACTIVITY, "customer_id", timestamp_lookup_key="label_ts",
+                          lookback_window=timedelta(days=7), default_values={"purchases_28d": 0}),
+            FeatureLookup(PROFILE, "customer_id", feature_names=["plan", "age"]),
+        ],
+        label="churned",
+    )  # fmt: skip
+    df = training.load_df()
+    churned = pc.sum(df.column("churned")).as_py()
+    console.print(
+        f"{df.num_rows:,} labelled customers ({churned:,} churned) with features "
+        f"{', '.join(training.feature_columns)}"
+    )
+    pinned = ", ".join(f"{name} @ v{version}" for name, version in training.table_versions.items())
+    console.print(f"pinned feature table versions (load_df() gives the same rows later): {pinned}")
+    means = df.group_by("churned").aggregate([("spend_28d", "mean"), ("purchases_28d", "mean")])
+    by_label = means.sort_by("churned")
+    for column in ("spend_28d_mean", "purchases_28d_mean"):
+        by_label = by_label.set_column(
+            by_label.column_names.index(column), column, pc.round(by_label.column(column), 2)
+        )
+    print_arrow(by_label, "churners were already buying less before the label date")
+
+
 def all_tables(ws: Workspace) -> Iterator[str]:
-    for schema in ("dev.bronze", "dev.silver"):
+    for schema in ("dev.bronze", "dev.silver", "dev.churn"):
         yield from (t.full_name for t in ws.tables.list(schema))
 
 
@@ -338,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     refuse_bad_batch(ws, second_load.slice(0, 5))  # five real rows, about to lose their timestamps
     run_queries(ws)
     grants_moment(ws)
+    build_features(ws, data)
+    training_set(ws, data)
     summary(ws, time.perf_counter() - started)
     where_next(args.workspace)
     ws.close()

@@ -72,6 +72,19 @@ def test_demo_runs_and_silver_is_clean(tmp_path: Path) -> None:
             "plausible_amount",
         }
 
+        # The feature step: weekly snapshots never use a purchase from their own future.
+        activity = ws.features.get_table("dev.churn.customer_activity")
+        assert activity.primary_keys == ["customer_id", "ts"] and "spend_28d" in activity.features
+        leaks = ws.sql(
+            """
+            SELECT count(*) AS n FROM dev.churn.customer_activity AS a
+            WHERE a.purchases_28d > (SELECT count(*) FROM dev.silver.transactions AS t
+                                     WHERE t.customer_id = a.customer_id AND t.ts < a.ts)
+            """
+        ).to_pylist()[0]["n"]
+        assert leaks == 0
+    assert "Training set" in done.stdout and "pinned feature table versions" in done.stdout
+
 
 def test_demo_refuses_to_delete_a_folder_that_is_not_a_workspace(tmp_path: Path) -> None:
     precious = tmp_path / "precious"

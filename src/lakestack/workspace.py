@@ -35,6 +35,7 @@ from lakestack.config import (
 )
 from lakestack.errors import InvalidConfig, InvalidToken, WorkspaceError, WorkspaceNotFound
 from lakestack.features.store import FeatureStore
+from lakestack.models.tracking import Tracking
 from lakestack.tables.service import Tables
 from lakestack.tables.sql import run_query
 
@@ -72,6 +73,7 @@ class Workspace:
         self.catalogs = Catalogs(core.metastore, securables, access, self.caller, self.tables.delete_data)
         self.schemas = Schemas(core.metastore, securables, access, self.caller, self.tables.delete_data)
         self.features = FeatureStore(self.tables)
+        self.tracking = Tracking(core.tracking_uri, self.caller.name)
         self.principals = Principals(self._principals_store, access, self.caller)
         self.tokens = Tokens(self._principals_store, access, self.caller)
         self.grants = Grants(self._principals_store, access, self.caller)

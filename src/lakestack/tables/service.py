@@ -24,6 +24,7 @@ from lakestack.catalog.principals import Caller
 from lakestack.catalog.privileges import Privilege
 from lakestack.catalog.securables import SecurableInfo, SecurableStore, to_info
 from lakestack.errors import Conflict, InvalidParameter, SchemaMismatch, SecurableExists
+from lakestack.tables import observe
 from lakestack.tables.arrow import conform, read_file, to_arrow
 from lakestack.tables.delta import DeltaLocation, Filters, HistoryEntry, WriteMode
 from lakestack.tables.expectations import Expectation, ExpectationResult, apply_expectations
@@ -115,6 +116,16 @@ class Tables:
             )
             return parsed, to_info(row)
 
+    def _emit(
+        self, mode: str, name: str, location: DeltaLocation, version: int | None, timestamp: Any = None
+    ) -> None:
+        """Tell listeners (tracking, lineage) which version was touched; free when nobody listens."""
+        if observe.active():
+            if version is None:
+                version = location.open(None, timestamp).version()
+            access = observe.TableAccess(mode, name, version, location.uri, self._caller.name)  # type: ignore[arg-type]
+            observe.emit(access)
+
     def _commit_metadata(self, results: list[ExpectationResult]) -> dict[str, str]:
         metadata = {"principal": self._caller.name}
         if results:
@@ -194,6 +205,7 @@ class Tables:
         except BaseException:
             location.delete_files()  # ours: we just created it and could not register it
             raise
+        self._emit("write", str(parsed), location, 0)
         return self.get(str(parsed))
 
     def exists(self, name: str) -> bool:
@@ -285,6 +297,7 @@ class Tables:
             f"tables.write.{mode}", target, data, expectations, evolve_schema
         )
         version = location.write(rows, mode, target, evolve_schema, self._commit_metadata(results))
+        self._emit("write", target, location, version)
         return WriteResult(target, version, rows.num_rows, results)
 
     def merge(
@@ -311,7 +324,9 @@ class Tables:
         metrics = location.merge(
             rows, keys, target, delete_condition, evolve_schema, metadata, incoming.schema.names
         )
-        return WriteResult(target, int(metrics.pop("version")), rows.num_rows, results, metrics)
+        version = int(metrics.pop("version"))
+        self._emit("write", target, location, version)
+        return WriteResult(target, version, rows.num_rows, results, metrics)
 
     def import_file(
         self,
@@ -358,17 +373,22 @@ class Tables:
         `filters` are ``[("col", "op", value), ...]`` (AND-ed; ops = != < <= > >= in not in),
         pushed down into the Delta scan. `to` picks arrow, pandas or polars output.
         """
-        _, info = self._check("tables.read", name, Privilege.SELECT, version=version)
+        parsed, info = self._check("tables.read", name, Privilege.SELECT, version=version)
+        location = self._location(info.storage_location)
         try:
-            table = self._location(info.storage_location).read(columns, filters, version, timestamp, limit)
+            table = location.read(columns, filters, version, timestamp, limit)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
             raise InvalidParameter(f"Cannot read '{name}' with filters {filters!r}: {exc}") from None
+        self._emit("read", str(parsed), location, version, timestamp)
         return convert(table, to)
 
     def dataset(self, name: Name, version: int | None = None) -> pads.Dataset:
         """An Arrow dataset over the table, for engines that push filters down (SQL). Needs SELECT."""
         _, info = self._check("tables.scan", str(name), Privilege.SELECT, version=version)
-        return self._location(info.storage_location).dataset(version)
+        location = self._location(info.storage_location)
+        table = location.open(version)
+        self._emit("read", str(name), location, table.version())
+        return table.to_pyarrow_dataset()
 
     def history(self, name: str, limit: int | None = None) -> builtins.list[HistoryEntry]:
         """Versions newest first: operation, who, metrics and expectation counts. Needs SELECT."""

@@ -1,0 +1,1 @@
+"""MLflow on the workspace: tracking runs (and, next, feature-aware models and the registry)."""

@@ -73,7 +73,7 @@ class Workspace:
         self.catalogs = Catalogs(core.metastore, securables, access, self.caller, self.tables.delete_data)
         self.schemas = Schemas(core.metastore, securables, access, self.caller, self.tables.delete_data)
         self.features = FeatureStore(self.tables)
-        self.tracking = Tracking(core.tracking_uri, self.caller.name)
+        self.tracking = Tracking(core.tracking_uri, core.storage_root, self.caller.name)
         self.principals = Principals(self._principals_store, access, self.caller)
         self.tokens = Tokens(self._principals_store, access, self.caller)
         self.grants = Grants(self._principals_store, access, self.caller)

@@ -67,6 +67,7 @@ def test_a_run_records_its_code_version_principal_and_environment(ws: Workspace,
     recorded = mlflow.get_run(run.info.run_id)
     assert recorded.data.params == {"alpha": "0.5"} and recorded.data.metrics == {"auc": 0.81}
     assert mlflow.get_experiment(recorded.info.experiment_id).name == "/lakestack/churn"
+    assert recorded.info.artifact_uri.startswith(f"{ws.storage_root}/_mlflow/churn")  # not ./mlruns
     env = mlflow.artifacts.load_dict(f"{recorded.info.artifact_uri}/environment/python_env.json")
     assert "lakestack" in env["packages"] and env["python"].startswith("3.")
 

@@ -16,7 +16,8 @@ from lakestack.catalog.privileges import Privilege
 from lakestack.catalog.securables import SecurableInfo, SecurableStore, to_info
 from lakestack.errors import Conflict, InvalidParameter
 
-RESERVED_CATALOG_NAMES = frozenset({"main", "temp", "system", "memory"})
+# Names the SQL engine uses, and the folder MLflow artifacts live in under the storage root.
+RESERVED_CATALOG_NAMES = frozenset({"main", "temp", "system", "memory", "_mlflow"})
 
 # Called with every securable a drop removed, so the owning area can delete their data.
 DropHook = Callable[[list[SecurableInfo]], None]
@@ -90,7 +91,7 @@ class Catalogs(_Namespaces):
         """Create a catalog; only workspace admins may."""
         parsed = Name.parse(name, 1)
         if parsed.catalog in RESERVED_CATALOG_NAMES:
-            raise InvalidParameter(f"Catalog name '{parsed}' is reserved by the SQL engine; pick another.")
+            raise InvalidParameter(f"Catalog name '{parsed}' is reserved; pick another.")
         self._access.require_admin(self._caller, "catalogs.create", "create catalogs", str(parsed))
         with self._metastore.session() as session:
             existing = self._securables.find(session, "catalog", parsed)

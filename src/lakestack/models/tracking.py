@@ -56,9 +56,13 @@ def python_environment() -> dict[str, Any]:
     }
 
 
+ARTIFACTS_FOLDER = "_mlflow"  # under the storage root; reserved as a catalog name
+
+
 class Tracking:
-    def __init__(self, tracking_uri: str, principal: str) -> None:
+    def __init__(self, tracking_uri: str, storage_root: str, principal: str) -> None:
         self.tracking_uri = tracking_uri
+        self.artifact_root = f"{storage_root.rstrip('/')}/{ARTIFACTS_FOLDER}"
         self._principal = principal
 
     def _mlflow(self) -> Any:
@@ -86,7 +90,12 @@ class Tracking:
         version lakestack reads is logged as a dataset input.
         """
         mlflow = self._mlflow()
-        mlflow.set_experiment(self.experiment_name(project))
+        name = self.experiment_name(project)
+        if mlflow.get_experiment_by_name(name) is None:
+            # Artifacts live with the workspace's data, not in ./mlruns of whatever the cwd is.
+            location = f"{self.artifact_root}/{validate_part(project, 'project name')}"
+            mlflow.MlflowClient().create_experiment(name, artifact_location=location)
+        mlflow.set_experiment(name)
         run_tags = {"lakestack.principal": self._principal, **code_version(), **(tags or {})}
         with mlflow.start_run(run_name=run_name, tags=run_tags) as run:
             mlflow.log_dict(python_environment(), "environment/python_env.json")

@@ -4,6 +4,7 @@ Semantics of a lookup with `timestamp_lookup_key` (an "as-of" join):
 - the feature row used is the newest one whose timestamp is <= the row's timestamp (inclusive);
 - with `lookback_window`, it must also be at most that old (`timedelta(0)` = exact match only);
 - when there is none, the features are null, or their `default_values`;
+- `default_values` fill misses only: a stored NULL in a matched row stays NULL;
 - ties cannot happen: the timestamp key is part of the primary key and writes are upserts,
   so a key has at most one row per timestamp;
 - every row of the input is kept, duplicates included, in the input's order.

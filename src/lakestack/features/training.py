@@ -147,6 +147,11 @@ def build_training_set(
             )
         taken |= set(plan.outputs)
         plans.append(plan)
+    unknown = [c for c in exclude_columns if c not in taken]
+    if unknown:
+        raise InvalidParameter(
+            f"exclude_columns names {', '.join(unknown)}, which the training set does not have."
+        )
     return TrainingSet(rows, labels, list(exclude_columns), plans, tables)
 
 

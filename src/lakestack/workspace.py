@@ -35,6 +35,7 @@ from lakestack.config import (
 )
 from lakestack.errors import InvalidConfig, InvalidToken, WorkspaceError, WorkspaceNotFound
 from lakestack.features.store import FeatureStore
+from lakestack.models.registry import ModelRegistry
 from lakestack.models.tracking import Tracking
 from lakestack.tables.service import Tables
 from lakestack.tables.sql import run_query
@@ -74,6 +75,7 @@ class Workspace:
         self.schemas = Schemas(core.metastore, securables, access, self.caller, self.tables.delete_data)
         self.features = FeatureStore(self.tables)
         self.tracking = Tracking(core.tracking_uri, core.storage_root, self.caller.name)
+        self.models = ModelRegistry(core.metastore, securables, access, self.caller, core.tracking_uri)
         self.principals = Principals(self._principals_store, access, self.caller)
         self.tokens = Tokens(self._principals_store, access, self.caller)
         self.grants = Grants(self._principals_store, access, self.caller)

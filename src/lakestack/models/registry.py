@@ -1,0 +1,265 @@
+"""`ws.models`: the MLflow model registry under the workspace's names and grants.
+
+A registered model is named `catalog.schema.model` and is a securable like a table:
+registering the first version needs CREATE_MODEL on the schema, adding versions MODIFY,
+loading EXECUTE, moving aliases and tags MANAGE. The registry itself is MLflow's, in the
+workspace's store, so `models:/prod.churn.model@champion` also works with plain MLflow clients
+pointed at it (which then bypass the grants, as any direct database client would).
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lakestack.catalog.access import AccessControl
+from lakestack.catalog.metastore import Metastore
+from lakestack.catalog.names import Name, validate_part
+from lakestack.catalog.principals import Caller
+from lakestack.catalog.privileges import Privilege
+from lakestack.catalog.securables import SecurableInfo, SecurableStore, to_info
+from lakestack.errors import InvalidParameter, NotFound, SecurableNotFound
+
+_MODEL_URI = re.compile(
+    r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_]+))?(?P<rest>/.*)?"
+)
+
+
+class ModelVersionNotFound(NotFound):
+    code = "MODEL_VERSION_NOT_FOUND"
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    name: str
+    version: int
+    source: str
+    run_id: str | None
+    status: str
+    description: str | None
+    created_at: datetime
+    aliases: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredModelInfo:
+    name: str
+    owner: str
+    comment: str | None
+    created_at: datetime
+    aliases: dict[str, int]
+    latest_version: int | None
+
+
+def parse_model_uri(uri: str) -> tuple[Name, int | None, str | None]:
+    """`models:/cat.sch.model/3` or `models:/cat.sch.model@champion` -> (name, version, alias)."""
+    match = _MODEL_URI.fullmatch(uri or "")
+    if match is None or match.group("rest"):
+        raise InvalidParameter(
+            f"Invalid model URI {uri!r}: use models:/catalog.schema.model/VERSION "
+            "or models:/catalog.schema.model@ALIAS."
+        )
+    version = match.group("version")
+    return Name.parse(match.group("name"), 3), int(version) if version else None, match.group("alias")
+
+
+def _version_info(mv: Any) -> ModelVersionInfo:
+    return ModelVersionInfo(
+        name=mv.name,
+        version=int(mv.version),
+        source=mv.source,
+        run_id=mv.run_id,
+        status=str(mv.status),
+        description=mv.description or None,
+        created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
+        aliases=sorted(mv.aliases or []),
+        tags=dict(mv.tags or {}),
+    )
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        metastore: Metastore,
+        securables: SecurableStore,
+        access: AccessControl,
+        caller: Caller,
+        tracking_uri: str,
+    ) -> None:
+        self._metastore = metastore
+        self._securables = securables
+        self._access = access
+        self._caller = caller
+        self._uri = tracking_uri
+
+    def client(self) -> Any:
+        """An `mlflow.MlflowClient` on the workspace's tracking store and registry."""
+        import mlflow
+
+        return mlflow.MlflowClient(tracking_uri=self._uri, registry_uri=self._uri)
+
+    def _check(self, action: str, name: Name, privilege: Privilege, **detail: Any) -> SecurableInfo:
+        with self._metastore.session() as session:
+            return to_info(
+                self._access.check(session, self._caller, action, "model", name, privilege, detail or None)
+            )
+
+    # --- registering -----------------------------------------------------------------------
+
+    def register(
+        self, model_uri: str, name: str, description: str | None = None, tags: dict[str, str] | None = None
+    ) -> ModelVersionInfo:
+        """Register `model_uri` (e.g. `runs:/<id>/model`) as a new version of model `name`.
+
+        The first version creates the model (CREATE_MODEL on the schema); later ones need MODIFY.
+        """
+        parsed = Name.parse(name, 3)
+        client = self.client()
+        with self._metastore.session() as session:
+            exists = self._securables.find(session, "model", parsed) is not None
+        if exists:
+            self._check("models.register", parsed, Privilege.MODIFY, source=model_uri)
+        else:
+            with self._metastore.session() as session:
+                self._access.check(
+                    session,
+                    self._caller,
+                    "models.create",
+                    "schema",
+                    parsed.parent,
+                    Privilege.CREATE_MODEL,
+                    {"model": str(parsed)},
+                )
+                self._securables.create(session, "model", parsed, self._caller.name, description)
+                if not _mlflow_model_exists(client, str(parsed)):
+                    client.create_registered_model(str(parsed), description=description)
+        run_id = model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
+        mv = client.create_model_version(
+            str(parsed), model_uri, run_id=run_id, tags=tags, description=description
+        )
+        return _version_info(client.get_model_version(str(parsed), mv.version))
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def get(self, name: str) -> RegisteredModelInfo:
+        """Describe a registered model: owner, aliases, latest version. Needs EXECUTE."""
+        parsed = Name.parse(name, 3)
+        info = self._check("models.get", parsed, Privilege.EXECUTE)
+        model = self.client().get_registered_model(str(parsed))
+        versions = self.versions(str(parsed), _checked=True)
+        return RegisteredModelInfo(
+            name=str(parsed),
+            owner=info.owner,
+            comment=info.comment,
+            created_at=info.created_at,
+            aliases={alias: int(version) for alias, version in (model.aliases or {}).items()},
+            latest_version=max((v.version for v in versions), default=None),
+        )
+
+    def list(self, schema: str) -> builtins.list[SecurableInfo]:
+        """Registered models of `schema` the caller can see."""
+        parsed = Name.parse(schema, 2)
+        with self._metastore.session() as session:
+            row = self._access.check(
+                session, self._caller, "models.list", "schema", parsed, Privilege.USE_SCHEMA
+            )
+            rows = self._securables.children(session, row, "model")
+            return [to_info(r) for r in rows if self._access.can_see(session, self._caller, r)]
+
+    def versions(self, name: str, _checked: bool = False) -> builtins.list[ModelVersionInfo]:
+        """Every version of the model, newest first. Needs EXECUTE."""
+        parsed = Name.parse(name, 3)
+        if not _checked:
+            self._check("models.versions", parsed, Privilege.EXECUTE)
+        found = self.client().search_model_versions(f"name = '{parsed}'")
+        return sorted((_version_info(v) for v in found), key=lambda v: -v.version)
+
+    def resolve(self, model_uri: str, action: str = "models.resolve") -> ModelVersionInfo:
+        """The version a `models:/` URI points at (alias or number). Needs EXECUTE."""
+        name, version, alias = parse_model_uri(model_uri)
+        self._check(action, name, Privilege.EXECUTE, uri=model_uri)
+        client = self.client()
+        try:
+            if alias is not None:
+                return _version_info(client.get_model_version_by_alias(str(name), alias))
+            if version is None:
+                latest = self.versions(str(name), _checked=True)
+                if not latest:
+                    raise ModelVersionNotFound(f"Model '{name}' has no versions yet.")
+                return latest[0]
+            return _version_info(client.get_model_version(str(name), str(version)))
+        except Exception as exc:
+            if isinstance(exc, NotFound):
+                raise
+            what = f"alias '{alias}'" if alias else f"version {version}"
+            raise ModelVersionNotFound(
+                f"Model '{name}' has no {what}. List versions with: lakestack models versions {name}"
+            ) from None
+
+    def load(self, model_uri: str) -> Any:
+        """Load a registered model as an MLflow pyfunc model. Needs EXECUTE."""
+        import mlflow
+
+        resolved = self.resolve(model_uri, "models.load")
+        mlflow.set_registry_uri(self._uri)
+        return mlflow.pyfunc.load_model(resolved.uri)
+
+    # --- aliases, tags, descriptions -----------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point `alias` (e.g. champion) at `version`. Needs MANAGE."""
+        parsed = Name.parse(name, 3)
+        alias = validate_part(alias, "alias")
+        self._check("models.set_alias", parsed, Privilege.MANAGE, alias=alias, version=version)
+        self.resolve(f"models:/{parsed}/{int(version)}")
+        self.client().set_registered_model_alias(str(parsed), alias, str(int(version)))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove an alias. Needs MANAGE."""
+        parsed = Name.parse(name, 3)
+        alias = validate_part(alias, "alias")
+        self._check("models.delete_alias", parsed, Privilege.MANAGE, alias=alias)
+        self.client().delete_registered_model_alias(str(parsed), alias)
+
+    def set_tag(self, name: str, version: int, key: str, value: str) -> None:
+        """Tag one version (e.g. model_validation_status=PASSED). Needs MANAGE."""
+        parsed = Name.parse(name, 3)
+        self._check("models.set_tag", parsed, Privilege.MANAGE, version=version, key=key)
+        self.resolve(f"models:/{parsed}/{int(version)}")
+        self.client().set_model_version_tag(str(parsed), str(int(version)), key, value)
+
+    def set_description(self, name: str, version: int, description: str) -> None:
+        parsed = Name.parse(name, 3)
+        self._check("models.set_description", parsed, Privilege.MANAGE, version=version)
+        self.client().update_model_version(str(parsed), str(int(version)), description=description)
+
+    def drop(self, name: str) -> None:
+        """Delete the model, all its versions and aliases. Needs MANAGE."""
+        parsed = Name.parse(name, 3)
+        self._check("models.drop", parsed, Privilege.MANAGE)
+        client = self.client()
+        if _mlflow_model_exists(client, str(parsed)):
+            client.delete_registered_model(str(parsed))
+        with self._metastore.session() as session:
+            row = self._securables.find(session, "model", parsed)
+            if row is None:
+                raise SecurableNotFound("model", str(parsed))
+            session.delete(row)
+
+
+def _mlflow_model_exists(client: Any, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+        return True
+    except MlflowException:
+        return False

@@ -196,6 +196,10 @@ def test_maintenance_commands(tmp_path: Path, trips_csv: Path) -> None:
         ["principals"],
         ["tokens"],
         ["audit"],
+        ["models"],
+        ["models", "alias"],
+        ["experiments"],
+        ["runs"],
     ],
 )
 def test_every_command_teaches_itself(tmp_path: Path, command: list[str]) -> None:

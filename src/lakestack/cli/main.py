@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lakestack.cli import governance, namespaces, tables
+from lakestack.cli import governance, models, namespaces, tables
 from lakestack.cli import sql as sql_command
 from lakestack.cli import workspace as workspace_command
 from lakestack.cli.context import STATE
@@ -23,7 +23,8 @@ EPILOG = (
 
 app = typer.Typer(
     name="lakestack",
-    help="The lakehouse MLOps platform on your machine: governed Delta tables, SQL, grants.\n\n"
+    help="The lakehouse MLOps platform on your machine: governed Delta tables, SQL, grants, "
+    "feature tables, MLflow runs and models.\n\n"
     "Start with: lakestack -w ./ws workspace init",
     epilog=EPILOG,
     no_args_is_help=True,
@@ -64,6 +65,9 @@ app.add_typer(governance.grants, name="grants")
 app.add_typer(governance.principals, name="principals")
 app.add_typer(governance.tokens, name="tokens")
 app.add_typer(governance.audit, name="audit")
+app.add_typer(models.models, name="models")
+app.add_typer(models.experiments, name="experiments")
+app.add_typer(models.runs, name="runs")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -179,8 +179,14 @@ class ModelRegistry:
         parsed = Name.parse(name, 3)
         if not _checked:
             self._check("models.versions", parsed, Privilege.EXECUTE)
-        found = self.client().search_model_versions(f"name = '{parsed}'")
-        return sorted((_version_info(v) for v in found), key=lambda v: -v.version)
+        client = self.client()
+        found = client.search_model_versions(f"name = '{parsed}'")
+        # Searching does not fill in aliases; the registered model knows them.
+        by_version: dict[int, builtins.list[str]] = {}
+        for alias, version in (client.get_registered_model(str(parsed)).aliases or {}).items():
+            by_version.setdefault(int(version), []).append(alias)
+        infos = [replace(_version_info(v), aliases=sorted(by_version.get(int(v.version), []))) for v in found]
+        return sorted(infos, key=lambda v: -v.version)
 
     def resolve(self, model_uri: str, action: str = "models.resolve") -> ModelVersionInfo:
         """The version a `models:/` URI points at (alias or number). Needs EXECUTE."""

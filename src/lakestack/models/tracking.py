@@ -117,6 +117,24 @@ class Tracking:
             )
         )
 
+    def experiments(self) -> list[Any]:
+        """The workspace's project experiments (`mlflow.entities.Experiment`)."""
+        mlflow = self._mlflow()
+        found = mlflow.MlflowClient().search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+        return sorted(found, key=lambda e: e.name)
+
+    def get_run(self, run_id: str) -> Any:
+        """One run (`mlflow.entities.Run`), or NotFound."""
+        from mlflow.exceptions import MlflowException
+
+        from lakestack.errors import NotFound
+
+        mlflow = self._mlflow()
+        try:
+            return mlflow.MlflowClient().get_run(run_id)
+        except MlflowException:
+            raise NotFound(f"Run '{run_id}' not found. List runs with: lakestack runs ls PROJECT") from None
+
 
 class _InputLogger:
     """Logs each table version read inside a run once, as an MLflow dataset input."""

@@ -1,0 +1,154 @@
+"""`lakestack models`, `experiments` and `runs`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from lakestack.cli.context import workspace
+from lakestack.cli.output import JsonFlag, console, emit, ok, print_json
+
+models = typer.Typer(
+    help="Registered models named catalog.schema.model: versions, aliases, tags.", no_args_is_help=True
+)
+aliases = typer.Typer(help="Aliases such as champion and challenger.", no_args_is_help=True)
+models.add_typer(aliases, name="alias")
+experiments = typer.Typer(help="MLflow experiments, one per project.", no_args_is_help=True)
+runs = typer.Typer(
+    help="MLflow runs: parameters, metrics, code version and table inputs.", no_args_is_help=True
+)
+
+VERSION_COLUMNS = ["version", "aliases", "status", "run_id", "created_at", "tags"]
+
+
+@models.command("ls")
+def models_ls(schema: str, as_json: JsonFlag = False) -> None:
+    """List the registered models of SCHEMA (catalog.schema)."""
+    emit(
+        workspace().models.list(schema),
+        as_json,
+        ["full_name", "owner", "comment", "created_at"],
+        f"models in {schema}",
+    )
+
+
+@models.command("show")
+def models_show(name: str, as_json: JsonFlag = False) -> None:
+    """Describe a model: owner, aliases, latest version."""
+    info = workspace().models.get(name)
+    if as_json:
+        print_json(info)
+        return
+    console.print(
+        f"[bold]{info.name}[/bold]  owner {info.owner}  latest version {info.latest_version or '-'}"
+    )
+    for alias, version in sorted(info.aliases.items()):
+        console.print(f"  @{alias} -> version {version}")
+
+
+@models.command("versions")
+def models_versions(name: str, as_json: JsonFlag = False) -> None:
+    """Every version of a model, newest first."""
+    emit(workspace().models.versions(name), as_json, VERSION_COLUMNS, f"versions of {name}")
+
+
+@aliases.command("set")
+def alias_set(name: str, alias: str, version: int, as_json: JsonFlag = False) -> None:
+    """Point ALIAS (e.g. champion) at VERSION of model NAME (needs MANAGE)."""
+    workspace().models.set_alias(name, alias, version)
+    print_json({"model": name, "alias": alias, "version": version}) if as_json else ok(
+        f"{name}@{alias} -> version {version}"
+    )
+
+
+@aliases.command("rm")
+def alias_rm(name: str, alias: str, as_json: JsonFlag = False) -> None:
+    """Remove an alias (needs MANAGE)."""
+    workspace().models.delete_alias(name, alias)
+    print_json({"model": name, "alias": alias, "removed": True}) if as_json else ok(f"Removed {name}@{alias}")
+
+
+@models.command("tag")
+def models_tag(name: str, version: int, key: str, value: str, as_json: JsonFlag = False) -> None:
+    """Set tag KEY=VALUE on VERSION of model NAME (needs MANAGE)."""
+    workspace().models.set_tag(name, version, key, value)
+    print_json({"model": name, "version": version, key: value}) if as_json else ok(
+        f"Tagged {name} version {version}: {key}={value}"
+    )
+
+
+def _ms(timestamp: int | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp / 1000, tz=UTC)
+
+
+@experiments.command("ls")
+def experiments_ls(as_json: JsonFlag = False) -> None:
+    """List the workspace's project experiments."""
+    rows = [
+        {
+            "name": e.name,
+            "experiment_id": e.experiment_id,
+            "artifact_location": e.artifact_location,
+            "created_at": _ms(e.creation_time),
+        }
+        for e in workspace().tracking.experiments()
+    ]
+    emit(rows, as_json, ["name", "experiment_id", "created_at", "artifact_location"], "experiments")
+
+
+def _run_row(run: Any) -> dict[str, Any]:
+    tags = run.data.tags
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "started": _ms(run.info.start_time),
+        "commit": tags.get("mlflow.source.git.commit", "")[:10] or None,
+        "principal": tags.get("lakestack.principal"),
+        "metrics": run.data.metrics,
+    }
+
+
+@runs.command("ls")
+def runs_ls(
+    project: str,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the runs of PROJECT, newest first."""
+    rows = [_run_row(r) for r in workspace().tracking.runs(project, limit)]
+    emit(rows, as_json, ["run_id", "run_name", "status", "started", "commit", "principal", "metrics"], "runs")
+
+
+@runs.command("show")
+def runs_show(run_id: str, as_json: JsonFlag = False) -> None:
+    """One run: parameters, metrics, code version and the table versions it read."""
+    run = workspace().tracking.get_run(run_id)
+    inputs = [{"table": d.dataset.name, **json.loads(d.dataset.source)} for d in run.inputs.dataset_inputs]
+    data = {**_run_row(run), "params": run.data.params, "tags": run.data.tags, "inputs": inputs}
+    if as_json:
+        print_json(data)
+        return
+    for key in ("run_id", "run_name", "status", "started", "principal"):
+        console.print(f"[bold]{key:>10}[/bold]  {data[key]}")
+    console.print(
+        f"[bold]{'code':>10}[/bold]  {run.data.tags.get('mlflow.source.git.commit', '-')} "
+        f"({run.data.tags.get('mlflow.source.git.branch', '-')}, dirty: "
+        f"{run.data.tags.get('lakestack.git.dirty', '-')})"
+    )
+    emit(
+        [{"name": k, "value": v} for k, v in sorted(run.data.params.items())],
+        False,
+        ["name", "value"],
+        "params",
+    )
+    emit(
+        [{"name": k, "value": v} for k, v in sorted(run.data.metrics.items())],
+        False,
+        ["name", "value"],
+        "metrics",
+    )
+    emit(inputs, False, ["table", "delta_table_version", "path"], "table inputs")

@@ -75,7 +75,9 @@ class Workspace:
         self.schemas = Schemas(core.metastore, securables, access, self.caller, self.tables.delete_data)
         self.features = FeatureStore(self.tables)
         self.tracking = Tracking(core.tracking_uri, core.storage_root, self.caller.name)
-        self.models = ModelRegistry(core.metastore, securables, access, self.caller, core.tracking_uri)
+        self.models = ModelRegistry(
+            core.metastore, securables, access, self.caller, core.tracking_uri, self.features
+        )
         self.principals = Principals(self._principals_store, access, self.caller)
         self.tokens = Tokens(self._principals_store, access, self.caller)
         self.grants = Grants(self._principals_store, access, self.caller)

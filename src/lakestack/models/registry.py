@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from lakestack.catalog.access import AccessControl
 from lakestack.catalog.metastore import Metastore
 from lakestack.catalog.names import Name, validate_part
@@ -22,6 +24,11 @@ from lakestack.catalog.principals import Caller
 from lakestack.catalog.privileges import Privilege
 from lakestack.catalog.securables import SecurableInfo, SecurableStore, to_info
 from lakestack.errors import InvalidParameter, NotFound, SecurableNotFound
+from lakestack.features.store import FeatureStore
+from lakestack.features.training import TrainingSet
+from lakestack.models import feature_models
+from lakestack.models.feature_models import LoggedModel
+from lakestack.tables.service import Output, convert
 
 _MODEL_URI = re.compile(
     r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_]+))?(?P<rest>/.*)?"
@@ -93,7 +100,9 @@ class ModelRegistry:
         access: AccessControl,
         caller: Caller,
         tracking_uri: str,
+        features: FeatureStore,
     ) -> None:
+        self._features = features
         self._metastore = metastore
         self._securables = securables
         self._access = access
@@ -111,6 +120,51 @@ class ModelRegistry:
             return to_info(
                 self._access.check(session, self._caller, action, "model", name, privilege, detail or None)
             )
+
+    # --- logging and scoring ---------------------------------------------------------------
+
+    def log_model(
+        self,
+        model: Any,
+        flavor: str,
+        training_set: TrainingSet | None = None,
+        registered_model_name: str | None = None,
+        name: str = "model",
+        input_example: Any = None,
+        pip_requirements: builtins.list[str] | None = None,
+    ) -> LoggedModel:
+        """Log `model` (an MLflow `flavor`: sklearn, lightgbm, ...) in the active run.
+
+        With `training_set`, the model is packaged with its feature spec, signature and input
+        example, so `score_batch` can look its features up from keys. With
+        `registered_model_name`, the logged model is registered (grants apply).
+        """
+        self._uri_for_mlflow()
+        uri, run_id = feature_models.log_model(
+            model, flavor, training_set, name, input_example, pip_requirements
+        )
+        version = self.register(uri, registered_model_name).version if registered_model_name else None
+        return LoggedModel(uri, run_id, version)
+
+    def score_batch(self, model_uri: str, df: Any, to: Output = "arrow") -> Any:
+        """Predict on rows of keys (plus a timestamp for point-in-time features, plus any
+        features to override). Returns the input, the features, `prediction` and `model_version`.
+        Needs EXECUTE on the model and SELECT on its feature tables."""
+        import mlflow
+
+        resolved = self.resolve(model_uri, "models.score_batch")
+        self._uri_for_mlflow()
+        metadata = mlflow.models.get_model_info(resolved.uri).metadata or {}
+        spec = metadata.get(feature_models.METADATA_KEY, {}).get("feature_spec")
+        model = mlflow.pyfunc.load_model(resolved.uri)
+        scored = feature_models.score_batch(self._features, model, spec, df)
+        versions = pa.array([resolved.version] * scored.num_rows, pa.int64())
+        return convert(scored.append_column("model_version", versions), to)
+
+    def _uri_for_mlflow(self) -> None:
+        import mlflow
+
+        mlflow.set_registry_uri(self._uri)
 
     # --- registering -----------------------------------------------------------------------
 
@@ -215,7 +269,7 @@ class ModelRegistry:
         import mlflow
 
         resolved = self.resolve(model_uri, "models.load")
-        mlflow.set_registry_uri(self._uri)
+        self._uri_for_mlflow()
         return mlflow.pyfunc.load_model(resolved.uri)
 
     # --- aliases, tags, descriptions -----------------------------------------------------

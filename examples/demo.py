@@ -31,6 +31,7 @@ from lakestack import Expectation, FeatureLookup, Workspace
 from lakestack.config import CONFIG_FILE
 from lakestack.datasets import CURRENCIES, RetailData, churn_labels, make_retail
 from lakestack.errors import ExpectationFailed, PermissionDenied
+from lakestack.features import TrainingSet
 from lakestack.tables.service import WriteResult
 
 SEED = 42  # same seed, same data: the numbers below are reproducible
@@ -321,7 +322,7 @@ def build_features(ws: Workspace, data: RetailData) -> None:
         console.print(f"{name}: key {keys}; features {', '.join(table.features)}")
 
 
-def training_set(ws: Workspace, data: RetailData) -> None:
+def training_set(ws: Workspace, data: RetailData) -> TrainingSet:
     """Labels at one moment, features as they were just before it: no leakage from the future."""
     step("Training set: churn labels joined with features as of each label's time")
     labels = churn_labels(data.customers, data.transactions, as_of=data.end - timedelta(days=45))
@@ -330,9 +331,10 @@ def training_set(ws: Workspace, data: RetailData) -> None:
         [
             FeatureLookup(ACTIVITY, "customer_id", timestamp_lookup_key="label_ts",
                           lookback_window=timedelta(days=7), default_values={"purchases_28d": 0}),
-            FeatureLookup(PROFILE, "customer_id", feature_names=["plan", "age"]),
+            FeatureLookup(PROFILE, "customer_id", feature_names=["age"]),
         ],
         label="churned",
+        exclude_columns=["customer_id", "label_ts"],  # identifiers, not signal
     )  # fmt: skip
     df = training.load_df()
     churned = pc.sum(df.column("churned")).as_py()
@@ -349,6 +351,52 @@ def training_set(ws: Workspace, data: RetailData) -> None:
             by_label.column_names.index(column), column, pc.round(by_label.column(column), 2)
         )
     print_arrow(by_label, "churners were already buying less before the label date")
+    return training
+
+
+MODEL = "dev.churn.model"
+
+
+def train_and_register(ws: Workspace, training: TrainingSet, data: RetailData) -> None:
+    """Train LightGBM in a tracked run, log it with its feature spec, register it as champion."""
+    step(f"Model: train LightGBM, log it with its features, register {MODEL}@champion")
+    import logging
+    import warnings
+
+    import lightgbm
+    import mlflow
+
+    # MLflow is chatty (store creation, schema hints); the demo shows what matters.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="mlflow")
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    frame = training.load_df(to="pandas")
+    X, y = frame.drop(columns=["churned"]), frame["churned"].astype(int)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=SEED, stratify=y)
+    params = {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 15, "verbose": -1}
+    with ws.tracking.start_run("churn", run_name="lightgbm", params=params) as run:
+        model = lightgbm.LGBMClassifier(random_state=SEED, **params).fit(X_train, y_train)
+        auc = roc_auc_score(y_test, model.predict_proba(X_test)[:, 1])
+        mlflow.log_metric("test_auc", auc)
+        logged = ws.models.log_model(
+            model, "lightgbm", training_set=training, registered_model_name=MODEL,
+            pip_requirements=["lightgbm", "scikit-learn"],
+        )  # fmt: skip
+    assert logged.registered_version is not None
+    ws.models.set_alias(MODEL, "champion", logged.registered_version)
+    inputs = ", ".join(f"{n} @ v{v}" for n, v in training.table_versions.items())
+    console.print(f"run {run.info.run_id[:8]}: test AUC {auc:.3f}; inputs recorded by the run: {inputs}")
+    console.print(f"registered {MODEL} version {logged.registered_version} as @champion")
+
+    # Score five customers at the end of the data: only keys and a time go in.
+    customers = data.customers.column("customer_id").slice(0, 5)
+    now = pa.array([data.end] * len(customers), pa.timestamp("us", tz="UTC"))
+    scored = ws.models.score_batch(
+        f"models:/{MODEL}@champion", pa.table({"customer_id": customers, "label_ts": now})
+    )
+    print_arrow(scored.drop_columns(["label_ts"]), "score_batch: features looked up by key, as of now")
 
 
 def all_tables(ws: Workspace) -> Iterator[str]:
@@ -380,6 +428,8 @@ def where_next(path: Path) -> None:
         ("grants show schema dev.silver", "who may read silver"),
         (f"--as analyst sql {refused}", "see the denial for yourself"),
         ("audit ls --denied", "every refused call, including the analyst's"),
+        ("runs ls churn", "the training run: metrics, code version"),
+        ("models versions dev.churn.model", "the registered model and its champion alias"),
     ]:
         # soft_wrap: never break a command line, so it can be copied and pasted.
         console.print(f"  [green]lakestack -w {escape(w)} {escape(command)}[/]\n      {why}", soft_wrap=True)
@@ -409,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     run_queries(ws)
     grants_moment(ws)
     build_features(ws, data)
-    training_set(ws, data)
+    training = training_set(ws, data)
+    train_and_register(ws, training, data)
     summary(ws, time.perf_counter() - started)
     where_next(args.workspace)
     ws.close()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from lakestack import Workspace
@@ -83,7 +84,19 @@ def test_demo_runs_and_silver_is_clean(tmp_path: Path) -> None:
             """
         ).to_pylist()[0]["n"]
         assert leaks == 0
+        # The model step: a registered champion, trained in a run that recorded its inputs.
+        champion = ws.models.resolve("models:/dev.churn.model@champion")
+        inputs = ws.tracking.get_run(champion.run_id or "").inputs.dataset_inputs
+        assert {d.dataset.name for d in inputs} == {
+            "dev.churn.customer_activity",
+            "dev.churn.customer_profile",
+        }
+        scored = ws.models.score_batch(
+            "models:/dev.churn.model@champion", pa.table({"customer_id": [100001]})
+        )
+        assert scored.column("prediction").to_pylist()[0] in (0, 1)
     assert "Training set" in done.stdout and "pinned feature table versions" in done.stdout
+    assert "test AUC" in done.stdout
 
 
 def test_demo_refuses_to_delete_a_folder_that_is_not_a_workspace(tmp_path: Path) -> None:

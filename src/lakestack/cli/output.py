@@ -68,10 +68,17 @@ def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: st
     for index, column in enumerate(columns):
         # Short values (versions, names, counts) stay on one line; long ones wrap.
         widest = max((len(line) for r in cells for line in r[index].splitlines()), default=0)
-        table.add_column(column, no_wrap=widest <= 20)
+        table.add_column(column, no_wrap=widest <= 20 or column.endswith("id"))
     for row_cells in cells:
         table.add_row(*row_cells)
     console.print(table)
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A record's fields, keeping datetimes as datetimes so tables show them readably."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return dict(to_plain(value))
 
 
 def emit(value: Any, as_json: bool, columns: Sequence[str], title: str | None = None) -> None:
@@ -79,7 +86,7 @@ def emit(value: Any, as_json: bool, columns: Sequence[str], title: str | None = 
     if as_json:
         print_json(value)
         return
-    rows = [to_plain(v) if not isinstance(v, dict) else v for v in value]
+    rows = [v if isinstance(v, dict) else _fields(v) for v in value]
     print_rows(rows, columns, title)
 
 

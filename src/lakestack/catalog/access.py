@@ -21,7 +21,7 @@ from lakestack.catalog.models import AuditEvent, Grant, Principal, Securable
 from lakestack.catalog.names import Name
 from lakestack.catalog.principals import Caller, principal_row
 from lakestack.catalog.privileges import APPLICABLE, USAGE, Privilege
-from lakestack.catalog.securables import SecurableStore, create_hint, kind_of
+from lakestack.catalog.securables import SecurableInfo, SecurableStore, create_hint, kind_of, to_info
 from lakestack.errors import AdminRequired, InvalidParameter, PrivilegeMissing, SecurableNotFound
 
 
@@ -128,6 +128,15 @@ class AccessControl:
         except SecurableNotFound:
             return False
         return self._securables.find(session, kind, name) is not None
+
+    def list_visible(
+        self, caller: Caller, action: str, parent_kind: str, parent: Name, kind: str
+    ) -> list[SecurableInfo]:
+        """The `kind` children of `parent` the caller can see; listing needs usage of the parent."""
+        with self._metastore.session() as session:
+            row = self.check(session, caller, action, parent_kind, parent, USAGE[parent_kind])
+            rows = self._securables.children(session, row, kind)
+            return [to_info(r) for r in rows if self.can_see(session, caller, r)]
 
     def require_admin(self, caller: Caller, action: str, what: str, target: str | None = None) -> None:
         """Allow (and audit) an admin-only action; `what` says it in words for the error."""

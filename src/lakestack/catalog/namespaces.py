@@ -141,9 +141,4 @@ class Schemas(_Namespaces):
     def list(self, catalog: str) -> list[SecurableInfo]:
         """Schemas of `catalog` the caller can see."""
         parsed = Name.parse(catalog, 1)
-        with self._metastore.session() as session:
-            row = self._access.check(
-                session, self._caller, "schemas.list", "catalog", parsed, Privilege.USE_CATALOG
-            )
-            rows = self._securables.children(session, row, "schema")
-            return [to_info(r) for r in rows if self._access.can_see(session, self._caller, r)]
+        return self._access.list_visible(self._caller, "schemas.list", "catalog", parsed, "schema")

@@ -221,12 +221,7 @@ class ModelRegistry:
     def list(self, schema: str) -> builtins.list[SecurableInfo]:
         """Registered models of `schema` the caller can see."""
         parsed = Name.parse(schema, 2)
-        with self._metastore.session() as session:
-            row = self._access.check(
-                session, self._caller, "models.list", "schema", parsed, Privilege.USE_SCHEMA
-            )
-            rows = self._securables.children(session, row, "model")
-            return [to_info(r) for r in rows if self._access.can_see(session, self._caller, r)]
+        return self._access.list_visible(self._caller, "models.list", "schema", parsed, "model")
 
     def versions(self, name: str, _checked: bool = False) -> builtins.list[ModelVersionInfo]:
         """Every version of the model, newest first. Needs EXECUTE."""

@@ -236,12 +236,7 @@ class Tables:
     def list(self, schema: str) -> list[SecurableInfo]:
         """Tables of `schema` the caller can see."""
         parsed = Name.parse(schema, 2)
-        with self._metastore.session() as session:
-            row = self._access.check(
-                session, self._caller, "tables.list", "schema", parsed, Privilege.USE_SCHEMA
-            )
-            rows = self._securables.children(session, row, "table")
-            return [to_info(r) for r in rows if self._access.can_see(session, self._caller, r)]
+        return self._access.list_visible(self._caller, "tables.list", "schema", parsed, "table")
 
     def drop(self, name: str) -> SecurableInfo:
         """Drop the table and delete its data. Needs MANAGE (or ownership)."""

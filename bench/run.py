@@ -55,7 +55,7 @@ def summarize(row: Row) -> dict[str, Any]:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| benchmark | lakestack (s) | plain deltalake (s) | overhead | target |",
+        "| benchmark | lakestack (s) | anchor (s) | overhead | target |",
         "|---|---:|---:|---:|---|",
     ]
     for r in results:
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\nMedians over {repeats} repeats, scale {args.scale}; lakestack {env['lakestack']}, deltalake "
             f"{env['deltalake']}, pyarrow {env['pyarrow']}, Python {env['python']}, {env['cpus']} CPUs, "
-            f"load average {env['load_average']}. Overhead = median of paired lakestack/deltalake ratios."
+            f"load average {env['load_average']}. Overhead = median of paired lakestack/anchor ratios; "
+            "each module's anchor is named in bench/README.md."
         )
     return 0
 

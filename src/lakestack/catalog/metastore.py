@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@functools.cache
+def _head_revision() -> str:
+    """The newest migration this lakestack ships; parsed once per process, not per open."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
 class Metastore:
     """Owns the SQLAlchemy engine; hands out transactional sessions."""
 
@@ -67,12 +81,7 @@ class Metastore:
         return config
 
     def head_revision(self) -> str:
-        from alembic.script import ScriptDirectory
-
-        script = ScriptDirectory.from_config(self._alembic(None))
-        head = script.get_current_head()
-        assert head is not None
-        return head
+        return _head_revision()
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

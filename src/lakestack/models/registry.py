@@ -208,7 +208,7 @@ class ModelRegistry:
         parsed = Name.parse(name, 3)
         info = self._check("models.get", parsed, Privilege.EXECUTE)
         model = self.client().get_registered_model(str(parsed))
-        versions = self.versions(str(parsed), _checked=True)
+        versions = self._versions(parsed)
         return RegisteredModelInfo(
             name=str(parsed),
             owner=info.owner,
@@ -223,11 +223,13 @@ class ModelRegistry:
         parsed = Name.parse(schema, 2)
         return self._access.list_visible(self._caller, "models.list", "schema", parsed, "model")
 
-    def versions(self, name: str, _checked: bool = False) -> builtins.list[ModelVersionInfo]:
+    def versions(self, name: str) -> builtins.list[ModelVersionInfo]:
         """Every version of the model, newest first. Needs EXECUTE."""
         parsed = Name.parse(name, 3)
-        if not _checked:
-            self._check("models.versions", parsed, Privilege.EXECUTE)
+        self._check("models.versions", parsed, Privilege.EXECUTE)
+        return self._versions(parsed)
+
+    def _versions(self, parsed: Name) -> builtins.list[ModelVersionInfo]:
         client = self.client()
         found = client.search_model_versions(f"name = '{parsed}'")
         # Searching does not fill in aliases; the registered model knows them.
@@ -246,7 +248,7 @@ class ModelRegistry:
             if alias is not None:
                 return _version_info(client.get_model_version_by_alias(str(name), alias))
             if version is None:
-                latest = self.versions(str(name), _checked=True)
+                latest = self._versions(name)
                 if not latest:
                     raise ModelVersionNotFound(f"Model '{name}' has no versions yet.")
                 return latest[0]

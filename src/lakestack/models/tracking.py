@@ -7,6 +7,7 @@ code inside the run read, as MLflow dataset inputs (name = table, source = Delta
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import subprocess
@@ -147,14 +148,20 @@ class _InputLogger:
         if access.mode != "read" or (access.table, access.version) in self._seen:
             return
         self._seen.add((access.table, access.version))
-        from mlflow.data.delta_dataset_source import DeltaDatasetSource
         from mlflow.data.meta_dataset import MetaDataset
 
-        class PinnedDeltaSource(DeltaDatasetSource):
-            # MLflow leaves out version 0 (a truthiness test); a pinned input must always say it.
-            def to_dict(self) -> dict[Any, Any]:
-                return {**super().to_dict(), "delta_table_version": access.version}
-
-        source = PinnedDeltaSource(path=access.location, delta_table_version=access.version)
+        source = _pinned_delta_source()(path=access.location, delta_table_version=access.version)
         dataset = MetaDataset(source=source, name=access.table, digest=f"v{access.version}")  # type: ignore[abstract]
         self._mlflow.log_input(dataset, context="input")
+
+
+@functools.cache
+def _pinned_delta_source() -> type:
+    """MLflow's Delta dataset source, except that version 0 is kept (MLflow tests it for truth)."""
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+
+    class PinnedDeltaSource(DeltaDatasetSource):
+        def to_dict(self) -> dict[Any, Any]:
+            return {**super().to_dict(), "delta_table_version": self._delta_table_version}
+
+    return PinnedDeltaSource

@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
@@ -200,18 +199,15 @@ class DeltaLocation:
 
     # --- reading -------------------------------------------------------------------------
 
-    def dataset(self, version: int | None = None, timestamp: datetime | str | None = None) -> pads.Dataset:
-        return self.open(version, timestamp).to_pyarrow_dataset()
-
+    @staticmethod
     def read(
-        self,
+        source: DeltaTable,
         columns: list[str] | None = None,
         filters: Filters | None = None,
-        version: int | None = None,
-        timestamp: datetime | str | None = None,
         limit: int | None = None,
     ) -> pa.Table:
-        dataset = self.dataset(version, timestamp)
+        """Rows of an opened table version (see `open`): columns, filters pushed down, a limit."""
+        dataset = source.to_pyarrow_dataset()
         unknown = [c for c in (columns or []) if c not in dataset.schema.names]
         if unknown:
             raise InvalidParameter(

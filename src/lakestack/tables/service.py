@@ -116,13 +116,9 @@ class Tables:
             )
             return parsed, to_info(row)
 
-    def _emit(
-        self, mode: str, name: str, location: DeltaLocation, version: int | None, timestamp: Any = None
-    ) -> None:
+    def _emit(self, mode: str, name: str, location: DeltaLocation, version: int) -> None:
         """Tell listeners (tracking, lineage) which version was touched; free when nobody listens."""
         if observe.active():
-            if version is None:
-                version = location.open(None, timestamp).version()
             access = observe.TableAccess(mode, name, version, location.uri, self._caller.name)  # type: ignore[arg-type]
             observe.emit(access)
 
@@ -370,11 +366,12 @@ class Tables:
         """
         parsed, info = self._check("tables.read", name, Privilege.SELECT, version=version)
         location = self._location(info.storage_location)
+        source = location.open(version, timestamp)  # opened once: read from it, report its version
         try:
-            table = location.read(columns, filters, version, timestamp, limit)
+            table = location.read(source, columns, filters, limit)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
             raise InvalidParameter(f"Cannot read '{name}' with filters {filters!r}: {exc}") from None
-        self._emit("read", str(parsed), location, version, timestamp)
+        self._emit("read", str(parsed), location, source.version())
         return convert(table, to)
 
     def dataset(self, name: Name, version: int | None = None) -> pads.Dataset:

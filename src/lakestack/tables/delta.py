@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
@@ -199,15 +200,26 @@ class DeltaLocation:
 
     # --- reading -------------------------------------------------------------------------
 
-    @staticmethod
+    def dataset(self, source: DeltaTable) -> pads.Dataset:
+        """An Arrow dataset over an opened version. Local tables are read through pyarrow's own
+        filesystem: through delta-rs's, the process could abort at exit while its I/O threads
+        were torn down ("terminate called without an active exception", a few % of runs)."""
+        if "://" in self.uri and not self.uri.startswith("file://"):
+            return source.to_pyarrow_dataset()
+        from pyarrow import fs as pafs
+
+        root = self.uri.removeprefix("file://")
+        return source.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(root, pafs.LocalFileSystem()))
+
     def read(
+        self,
         source: DeltaTable,
         columns: list[str] | None = None,
         filters: Filters | None = None,
         limit: int | None = None,
     ) -> pa.Table:
         """Rows of an opened table version (see `open`): columns, filters pushed down, a limit."""
-        dataset = source.to_pyarrow_dataset()
+        dataset = self.dataset(source)
         unknown = [c for c in (columns or []) if c not in dataset.schema.names]
         if unknown:
             raise InvalidParameter(

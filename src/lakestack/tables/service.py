@@ -380,7 +380,7 @@ class Tables:
         location = self._location(info.storage_location)
         table = location.open(version)
         self._emit("read", str(name), location, table.version())
-        return table.to_pyarrow_dataset()
+        return location.dataset(table)
 
     def history(self, name: str, limit: int | None = None) -> builtins.list[HistoryEntry]:
         """Versions newest first: operation, who, metrics and expectation counts. Needs SELECT."""

@@ -1,7 +1,7 @@
-"""Shared fixtures: workspaces on SQLite and on the real PostgreSQL server.
+"""Shared fixtures: workspaces on SQLite and on the real PostgreSQL server; the real Redis server.
 
-`workspace` runs each test twice, once per metastore. PostgreSQL tests skip when the server is
-absent, except under LAKESTACK_REQUIRE_SERVICES=1 (CI), where an absent server is a failure.
+`workspace` runs each test twice, once per metastore. PostgreSQL and Redis tests skip when the
+server is absent, except under LAKESTACK_REQUIRE_SERVICES=1 (CI), where an absent server is a failure.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from lakestack import Workspace
 
 PG_ADMIN_URL = os.environ.get("LAKESTACK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("LAKESTACK_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("LAKESTACK_REQUIRE_SERVICES") == "1"
 
 
@@ -41,6 +42,35 @@ def postgres_url() -> Iterator[str]:
         base = PG_ADMIN_URL.rsplit("/", 1)[0]
         yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis server's URL (database 0); skips, or fails under CI, when Redis is not running."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _service_missing("Redis", exc)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix no other test uses (tests run in parallel); its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"lakestack-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.unlink(*keys)
+    client.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -13,6 +13,10 @@ url = "sqlite:///metastore.db"  # or postgresql+psycopg://user@host/db
 
 [mlflow]
 tracking_uri = "sqlite:///mlflow.db"
+
+[online]                        # optional: where published feature tables are served from
+url = "sqlite:///online.db"     # embedded; or redis://[:password@]host:6379/0 (rediss:// for TLS)
+key_prefix = "lakestack:churn:" # Redis only (default "lakestack:<name>:"): workspaces sharing a Redis
 ```
 
 Relative paths resolve against the folder holding `workspace.toml`, so a workspace folder
@@ -31,6 +35,7 @@ from lakestack.errors import InvalidConfig
 
 CONFIG_FILE = "workspace.toml"
 REMOTE_SCHEMES = ("s3://", "s3a://", "abfss://", "az://", "gs://", "gcs://", "file://")
+ONLINE_SCHEMES = ("sqlite:///", "redis://", "rediss://")
 
 
 class _Strict(BaseModel):
@@ -57,12 +62,32 @@ class MlflowConfig(_Strict):
     tracking_uri: str = "sqlite:///mlflow.db"
 
 
+class OnlineConfig(_Strict):
+    url: str = "sqlite:///online.db"
+    key_prefix: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        # The message must never echo the URL: it may hold a password.
+        if not value.startswith(ONLINE_SCHEMES):
+            raise ValueError("use sqlite:///file.db or redis://host:port/db (rediss:// for TLS)")
+        if value.startswith("sqlite:") and value.removeprefix("sqlite:///") in ("", ":memory:"):
+            raise ValueError("an online store needs a file, e.g. sqlite:///online.db")
+        return value
+
+    def prefix(self, workspace_name: str) -> str:
+        """The Redis key prefix: the configured one, else `lakestack:<workspace name>:`."""
+        return self.key_prefix if self.key_prefix is not None else f"lakestack:{workspace_name}:"
+
+
 class WorkspaceConfig(_Strict):
     name: str = "lakestack"
     admin: str = "admin"
     storage: StorageConfig = Field(default_factory=StorageConfig)
     metastore: MetastoreConfig = Field(default_factory=MetastoreConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    online: OnlineConfig = Field(default_factory=OnlineConfig)
 
     @classmethod
     def load(cls, folder: Path) -> WorkspaceConfig:
@@ -87,8 +112,11 @@ class WorkspaceConfig(_Strict):
             f"admin = {json.dumps(self.admin)}\n\n"
             f"[storage]\nroot = {json.dumps(self.storage.root)}\noptions = {{ {options} }}\n\n"
             f"[metastore]\nurl = {json.dumps(self.metastore.url)}\n\n"
-            f"[mlflow]\ntracking_uri = {json.dumps(self.mlflow.tracking_uri)}\n"
+            f"[mlflow]\ntracking_uri = {json.dumps(self.mlflow.tracking_uri)}\n\n"
+            f"[online]\nurl = {json.dumps(self.online.url)}\n"
         )
+        if self.online.key_prefix is not None:
+            text += f"key_prefix = {json.dumps(self.online.key_prefix)}\n"
         path = folder / CONFIG_FILE
         path.touch(mode=0o600)  # it may hold storage credentials: readable by its owner only
         path.write_text(text)

@@ -86,6 +86,14 @@ class DataQualityError(LakestackError):
     exit_code = 6
 
 
+class ServiceUnavailable(LakestackError):
+    """A server lakestack needs (Redis, ...) did not answer; retrying later may work."""
+
+    code = "TEMPORARILY_UNAVAILABLE"
+    http_status = 503
+    exit_code = 7
+
+
 # --- where it went wrong ---------------------------------------------------------------
 
 
@@ -99,6 +107,10 @@ class CatalogError(LakestackError):
 
 class TableError(LakestackError):
     """Problems with Delta tables, expectations or SQL."""
+
+
+class FeatureError(LakestackError):
+    """Problems with feature tables and their online store."""
 
 
 class WorkspaceNotFound(WorkspaceError, NotFound):
@@ -192,3 +204,13 @@ class ExpectationFailed(TableError, DataQualityError):
 
 class CommitConflict(TableError, Conflict):
     code = "CONCURRENT_MODIFICATION"
+
+
+class NotPublished(FeatureError, NotFound):
+    """A feature table looked up online that was never published (or was unpublished)."""
+
+    code = "FEATURE_TABLE_NOT_PUBLISHED"
+
+
+class OnlineStoreUnavailable(FeatureError, ServiceUnavailable):
+    """The online store (Redis) is unreachable or refused us."""

@@ -34,6 +34,7 @@ from lakestack.config import (
     resolve_storage_root,
 )
 from lakestack.errors import InvalidConfig, InvalidToken, WorkspaceError, WorkspaceNotFound
+from lakestack.features.online import OnlineStoreOpener
 from lakestack.features.store import FeatureStore
 from lakestack.models.registry import ModelRegistry
 from lakestack.models.tracking import Tracking
@@ -73,7 +74,8 @@ class Workspace:
         self.tables = Tables(core.metastore, securables, access, self.caller, core.storage_root, options)
         self.catalogs = Catalogs(core.metastore, securables, access, self.caller, self.tables.delete_data)
         self.schemas = Schemas(core.metastore, securables, access, self.caller, self.tables.delete_data)
-        self.features = FeatureStore(self.tables)
+        online = OnlineStoreOpener(core.config.online, core.folder, core.config.name)
+        self.features = FeatureStore(self.tables, online)
         self.tracking = Tracking(core.tracking_uri, core.storage_root, self.caller.name)
         self.models = ModelRegistry(
             core.metastore, securables, access, self.caller, core.tracking_uri, self.features
@@ -165,6 +167,7 @@ class Workspace:
         return Workspace(self._core, name)
 
     def close(self) -> None:
+        self.features.close()
         self._core.metastore.dispose()
 
     def __enter__(self) -> Workspace:

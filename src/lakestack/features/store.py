@@ -11,17 +11,21 @@ from __future__ import annotations
 import builtins
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lakestack.catalog.privileges import Privilege
 from lakestack.errors import InvalidParameter, SchemaMismatch
 from lakestack.features.training import FeatureLookup, TrainingSet, build_training_set
 from lakestack.tables.arrow import to_arrow
 from lakestack.tables.delta import HistoryEntry
 from lakestack.tables.expectations import Expectation
-from lakestack.tables.service import Tables, WriteResult
+from lakestack.tables.service import Output, Tables, WriteResult, convert
+
+if TYPE_CHECKING:
+    from lakestack.features.online import OnlineLookup, OnlineStore, OnlineStoreOpener, PublishResult
 
 PRIMARY_KEYS = "lakestack.feature.primary_keys"
 TIMESTAMP_KEY = "lakestack.feature.timestamp_key"
@@ -48,8 +52,19 @@ class FeatureTable:
 
 
 class FeatureStore:
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, online: OnlineStoreOpener | None = None) -> None:
         self._tables = tables
+        self._online = online
+
+    def _online_store(self) -> OnlineStore:
+        if self._online is None:
+            raise InvalidParameter("This feature store has no online store configured.")
+        return self._online.get()
+
+    def close(self) -> None:
+        """Close the connection to the online store, if one was opened."""
+        if self._online is not None:
+            self._online.close()
 
     def create_table(
         self,
@@ -140,9 +155,62 @@ class FeatureStore:
         return self._tables.history(name, limit)
 
     def drop_table(self, name: str) -> None:
-        """Drop a feature table and its data (needs MANAGE)."""
-        self.get_table(name)
+        """Drop a feature table and its data, and its online copy when published (needs MANAGE)."""
+        table = self.get_table(name)
+        self._tables.check_access(table.name, Privilege.MANAGE, "features.drop")
+        if self._online is not None:
+            self._online_store().drop(table.name)
         self._tables.drop(name)
+
+    # --- online store ----------------------------------------------------------------------
+
+    def publish_table(
+        self,
+        name: str,
+        mode: str = "incremental",
+        ttl: timedelta | None = None,
+        feature_names: builtins.list[str] | None = None,
+    ) -> PublishResult:
+        """Publish the table's newest value per key to the online store (needs SELECT and MODIFY).
+
+        `incremental` (default) applies the Delta change feed since the last publish, and falls
+        back to a full `snapshot` when it cannot (first publish, new columns, vacuumed feed);
+        the result says which ran and why. `ttl` is stored with the online table: values older
+        than it (by the timestamp key, or by publish time for tables without one) are looked up
+        as nulls; None keeps the TTL already published. `feature_names` publishes a subset.
+        """
+        from lakestack.features.online.publish import publish
+
+        table = self.get_table(name)
+        self._tables.check_access(table.name, Privilege.MODIFY, "features.publish")
+        return publish(self._tables, self._online_store(), table, mode, ttl, feature_names)  # type: ignore[arg-type]
+
+    def unpublish_table(self, name: str) -> bool:
+        """Remove a table's online copy (needs MODIFY); False when it was not published."""
+        checked = self._tables.check_access(name, Privilege.MODIFY, "features.unpublish")
+        return self._online_store().drop(checked)
+
+    def online_lookup(self, name: str, feature_names: builtins.list[str] | None = None) -> OnlineLookup:
+        """A reusable lookup of a published table's features by key (needs SELECT, checked now).
+
+        Obtain it once and call `lookup.get(keys)` (an Arrow table) or `lookup.get_row(key)` (a
+        dict) per request: no grants check, no metastore query, one store round trip.
+        """
+        from lakestack.features.online.lookup import OnlineLookup
+
+        checked = self._tables.check_access(name, Privilege.SELECT, "features.online_lookup")
+        return OnlineLookup(self._online_store(), checked, feature_names)
+
+    def get_online_features(
+        self, name: str, keys: Any, feature_names: builtins.list[str] | None = None, to: Output = "arrow"
+    ) -> Any:
+        """The newest published features for `keys` (needs SELECT), one row per key in input order.
+
+        `keys` is a list of dicts (``[{"customer_id": 42}]``), a dict, or a DataFrame/Arrow table of
+        the key columns. Returns the key columns then the features; unknown keys, and values older
+        than the table's TTL, are nulls. For many calls, use `online_lookup(name)` once instead.
+        """
+        return convert(self.online_lookup(name, feature_names).get(keys), to)
 
     def create_training_set(
         self,

@@ -116,6 +116,15 @@ class Tables:
             )
             return parsed, to_info(row)
 
+    def check_access(self, name: str, privilege: Privilege, action: str) -> str:
+        """Require `privilege` on table `name` as the acting principal (audited as `action`).
+
+        For areas that keep data derived from a table elsewhere (the online store) and govern
+        it by the table's grants. Returns the normalised name.
+        """
+        parsed, _ = self._check(action, name, privilege)
+        return str(parsed)
+
     def _emit(self, mode: str, name: str, location: DeltaLocation, version: int) -> None:
         """Tell listeners (tracking, lineage) which version was touched; free when nobody listens."""
         if observe.active():

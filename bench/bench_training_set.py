@@ -21,19 +21,20 @@ import pyarrow.parquet as pq
 from harness import Row, timed
 from lakestack import FeatureLookup, Workspace
 
-# (label rows, keys, days); each feature table holds ~55 % of keys x days, 5 features.
-SIZES = {"small": (100_000, 10_000, 90), "full": (1_000_000, 100_000, 90)}
+# (label rows, keys, days, rows per feature table): each feature table holds that many distinct
+# (key, day) cells out of keys x days (5/9 of them), with 5 features.
+SIZES = {"small": (100_000, 10_000, 90, 500_000), "full": (1_000_000, 100_000, 90, 5_000_000)}
 START = datetime(2026, 1, 1)
 LOOKBACK = timedelta(days=30)
 
 
-def feature_table(keys: int, days: int, prefix: str, rng: np.random.Generator) -> pa.Table:
-    key = np.repeat(np.arange(keys), days)
-    day = np.tile(np.arange(days), keys)
-    keep = rng.random(key.size) < 0.55
-    ts = np.datetime64(START, "us") + (day[keep] * 86_400_000_000).astype("timedelta64[us]")
-    columns = {"customer_id": key[keep], "ts": ts}
-    columns |= {f"{prefix}_{i}": rng.normal(size=int(keep.sum())) for i in range(5)}
+def feature_table(keys: int, days: int, rows: int, prefix: str, rng: np.random.Generator) -> pa.Table:
+    """`rows` distinct (key, day) cells, in key then day order, each with 5 float features."""
+    cell = np.sort(rng.choice(keys * days, size=rows, replace=False))
+    key, day = np.divmod(cell, days)
+    ts = np.datetime64(START, "us") + (day * 86_400_000_000).astype("timedelta64[us]")
+    columns = {"customer_id": key, "ts": ts}
+    columns |= {f"{prefix}_{i}": rng.normal(size=rows) for i in range(5)}
     return pa.table(columns)
 
 
@@ -70,12 +71,12 @@ def anchor(label_rows: pa.Table, a: Path, b: Path) -> pa.Table:
 
 
 def run(scale: str, repeats: int) -> list[Row]:
-    rows, keys, days = SIZES[scale]
+    rows, keys, days, feature_rows = SIZES[scale]
     rng = np.random.default_rng(7)
     print(
         f"  generating {rows:,} labels and 2 feature tables over {keys:,} keys x {days} days", file=sys.stderr
     )
-    tables = {"a": feature_table(keys, days, "a", rng), "b": feature_table(keys, days, "b", rng)}
+    tables = {n: feature_table(keys, days, feature_rows, n, rng) for n in ("a", "b")}
     label_rows = labels(rows, keys, days, rng)
     with tempfile.TemporaryDirectory(prefix="lakestack-bench-") as tmp:
         ws = Workspace.init(Path(tmp) / "workspace")

@@ -15,11 +15,16 @@ Naive timestamps are taken as UTC.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
+from pyarrow import fs as pafs
 
 from lakestack.catalog.names import Name
 from lakestack.errors import InvalidParameter
@@ -192,28 +197,111 @@ def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _literal(text: str) -> str:
+    """Quote a string literal for DuckDB (file paths)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _join(tables: Tables, rows: pa.Table, plans: builtins.list[_Plan]) -> pa.Table:
-    # The SQL is assembled from quoted identifiers (_q) and integers only; default values travel
-    # as parameters. Hence the S608 suppressions below.
+    # Each read checks SELECT and pins the version once, whichever way DuckDB then scans it.
+    datasets = [tables.dataset(Name.parse(p.table.name, 3), p.table.version) for p in plans]
+    files = [_parquet_files(d) for d in datasets]
+    found = None
+    if any(f is not None for f in files):
+        # DuckDB's own Parquet reader is the fast path. Where it refuses what the Arrow dataset
+        # reads (a column no file holds yet, a partition column, a file it cannot parse), the
+        # Arrow scan below gives the answer, or the error the user sees.
+        with contextlib.suppress(Exception):
+            found = _query(rows, plans, datasets, files)
+    if found is None:
+        try:
+            found = _query(rows, plans, datasets, [None] * len(plans))
+        except Exception as exc:  # a default of the wrong type, keys of incomparable types, ...
+            raise InvalidParameter(f"Building the training set failed: {str(exc).splitlines()[0]}") from None
+    return _in_input_order(rows, found)
+
+
+def _parquet_files(dataset: pads.Dataset) -> builtins.list[str] | None:
+    """The local Parquet files behind a pinned version, for DuckDB to read itself; else None.
+
+    `Tables.dataset` has already refused what a plain scan of the files would get wrong
+    (deletion vectors, column mapping, reader features it does not know), so the files are
+    the version's rows. Remote tables (no httpfs in the sandbox) are scanned through Arrow.
+    """
+    if not isinstance(dataset, pads.FileSystemDataset):
+        return None
+    filesystem = dataset.filesystem
+    if not isinstance(filesystem, pafs.SubTreeFileSystem) or not isinstance(
+        filesystem.base_fs, pafs.LocalFileSystem
+    ):
+        return None
+    paths = [os.path.join(filesystem.base_path, f) for f in dataset.files]
+    return paths or None
+
+
+def _scan(con: Any, dataset: pads.Dataset, files: builtins.list[str], columns: builtins.list[str]) -> str:
+    """A DuckDB read of `files` that gives `columns` the types the Arrow dataset would.
+
+    By name across files, so a file written before a column was added reads it as NULL, as
+    Delta does. No hive partitioning: partition values of a Delta table live in its log, so a
+    partition column is missing from the files and the query fails over to the Arrow scan.
+    """
+    schema = pa.schema([dataset.schema.field(c) for c in columns])
+    types = con.from_arrow(schema.empty_table()).dtypes
+    casts = ", ".join(f"CAST({_q(c)} AS {t}) AS {_q(c)}" for c, t in zip(columns, types, strict=True))
+    listed = ", ".join(_literal(f) for f in files)
+    options = "union_by_name = true, hive_partitioning = false"
+    return f"(SELECT {casts} FROM read_parquet([{listed}], {options}))"  # noqa: S608
+
+
+def _query(
+    rows: pa.Table,
+    plans: builtins.list[_Plan],
+    datasets: builtins.list[pads.Dataset],
+    files: builtins.list[builtins.list[str] | None],
+) -> pa.Table:
+    """Row ids of the input with every lookup's output columns, in no particular order.
+
+    Only the key and timestamp columns of the input go into DuckDB: the other columns never
+    need to be moved, and `_in_input_order` puts the features next to them.
+    """
+    # The SQL is assembled from quoted identifiers (_q), quoted paths (_literal), DuckDB type
+    # names and integers only; default values travel as parameters. Hence the S608 suppressions.
     con = sandboxed_connection()
     try:
-        con.register("__input", rows.append_column(ROW_ID, pa.array(range(rows.num_rows), pa.int64())))
-        ctes, joins, outputs, parameters = [], [], [], []
+        probe = list(
+            dict.fromkeys(
+                c for p in plans for c in [*p.lookup.keys, p.lookup.timestamp_lookup_key] if c is not None
+            )
+        )
+        con.register(
+            "__input",
+            rows.select(probe).append_column(ROW_ID, pa.array(np.arange(rows.num_rows, dtype=np.int64))),
+        )
+        ctes, joins, outputs, parameters, readable = [], [], [], [], []
         for i, plan in enumerate(plans):
-            con.register(f"__feature_{i}", tables.dataset(Name.parse(plan.table.name, 3), plan.table.version))
             table, lookup = plan.table, plan.lookup
             keys = ", ".join(_q(k) for k in table.lookup_keys)
             ts = table.timestamp_key
+            needed = list(dict.fromkeys([*table.lookup_keys, *plan.features, *([ts] if ts else [])]))
+            listed = files[i]
+            if listed is None:
+                con.register(f"__feature_{i}", datasets[i])
+                source = f"__feature_{i}"
+            else:
+                source = _scan(con, datasets[i], listed, needed)
+                readable += listed
             selected = ", ".join([keys, *(_q(f) for f in plan.features)])
             stamp = f", {_q(ts)} AS __ts" if ts else ""
             newest = ""
             if ts and lookup.timestamp_lookup_key is None:
                 newest = f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_q(ts)} DESC) = 1"
-            ctes.append(f"f{i} AS (SELECT {selected}{stamp}, TRUE AS __hit FROM __feature_{i}{newest})")  # noqa: S608
+            ctes.append(f"f{i} AS (SELECT {selected}{stamp} FROM {source}{newest})")  # noqa: S608
             on = " AND ".join(
                 f"i.{_q(a)} = f{i}.{_q(b)}" for a, b in zip(lookup.keys, table.lookup_keys, strict=True)
             )
-            hit = f"f{i}.__hit IS NOT NULL"
+            # A matched row has a non-null key (it equals the input's), a missed one is all NULL.
+            hit = f"f{i}.{_q(table.lookup_keys[0])} IS NOT NULL"
             if lookup.timestamp_lookup_key is not None:
                 label_ts = f"i.{_q(lookup.timestamp_lookup_key)}"
                 joins.append(f"ASOF LEFT JOIN f{i} ON {on} AND {label_ts} >= f{i}.__ts")
@@ -229,15 +317,34 @@ def _join(tables: Tables, rows: pa.Table, plans: builtins.list[_Plan]) -> pa.Tab
                     fallback = "?"
                     parameters.append(defaults[feature])
                 outputs.append(f"CASE WHEN {hit} THEN f{i}.{_q(feature)} ELSE {fallback} END AS {_q(output)}")
+        if readable:  # exactly the pinned version's files, and nothing else, stay readable
+            con.execute(f"SET allowed_paths = [{', '.join(_literal(f) for f in readable)}]")
         lock_down(con)
         with_clause = f"WITH {', '.join(ctes)} " if ctes else ""
-        columns = ", ".join(["i.*", *outputs])
-        query = f"{with_clause}SELECT {columns} FROM __input AS i {' '.join(joins)} ORDER BY i.{ROW_ID}"  # noqa: S608
-        try:
-            result = con.sql(query, params=parameters or None)
-        except Exception as exc:  # a default of the wrong type, keys of incomparable types, ...
-            raise InvalidParameter(f"Building the training set failed: {str(exc).splitlines()[0]}") from None
+        columns = ", ".join([f"i.{ROW_ID}", *outputs])
+        query = f"{with_clause}SELECT {columns} FROM __input AS i {' '.join(joins)}"  # noqa: S608
+        result = con.sql(query, params=parameters or None)
         assert result is not None
-        return result.to_arrow_table().drop_columns([ROW_ID])
+        return result.to_arrow_table()
     finally:
         con.close()
+
+
+def _in_input_order(rows: pa.Table, found: pa.Table) -> pa.Table:
+    """The input's columns as they came, then the features, each row back in its input place.
+
+    A scatter by row id instead of an ORDER BY in the query: linear, and the input's own columns
+    are not copied at all.
+    """
+    ids = found.column(ROW_ID).to_numpy()
+    features = found.drop_columns([ROW_ID])
+    if len(ids) == rows.num_rows:  # a LEFT JOIN keeps every row, so each id is there exactly once
+        place = np.empty_like(ids)
+        place[ids] = np.arange(len(ids), dtype=ids.dtype)
+        features = features.take(place)
+    else:  # a feature table with repeated keys matched some rows more than once: keep them all
+        order = np.argsort(ids, kind="stable")
+        features, rows = features.take(order), rows.take(ids[order])
+    for name, column in zip(features.column_names, features.columns, strict=True):
+        rows = rows.append_column(name, column)
+    return rows

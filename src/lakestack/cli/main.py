@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lakestack.cli import governance, models, namespaces, tables
+from lakestack.cli import features, governance, models, namespaces, tables
 from lakestack.cli import sql as sql_command
 from lakestack.cli import workspace as workspace_command
 from lakestack.cli.context import STATE
@@ -18,7 +18,8 @@ from lakestack.errors import LakestackError
 
 EPILOG = (
     "Exit codes: 0 ok, 1 unexpected error, 2 bad input (name, option, file, schema), 3 not found, "
-    "4 permission denied or bad token, 5 already exists or conflict, 6 data-quality expectation failed."
+    "4 permission denied or bad token, 5 already exists or conflict, 6 data-quality expectation failed, "
+    "7 a service (Redis) unavailable."
 )
 
 app = typer.Typer(
@@ -60,6 +61,7 @@ app.add_typer(workspace_command.app, name="workspace")
 app.add_typer(namespaces.catalogs, name="catalogs")
 app.add_typer(namespaces.schemas, name="schemas")
 app.add_typer(tables.app, name="tables")
+app.add_typer(features.app, name="features")
 app.command("sql")(sql_command.sql)
 app.add_typer(governance.grants, name="grants")
 app.add_typer(governance.principals, name="principals")

@@ -36,6 +36,7 @@ from lakestack.config import (
 from lakestack.errors import InvalidConfig, InvalidToken, WorkspaceError, WorkspaceNotFound
 from lakestack.features.online import OnlineStoreOpener
 from lakestack.features.store import FeatureStore
+from lakestack.lineage.service import Lineage
 from lakestack.models.registry import ModelRegistry
 from lakestack.models.tracking import Tracking
 from lakestack.tables.service import Tables
@@ -76,14 +77,24 @@ class Workspace:
         self.schemas = Schemas(core.metastore, securables, access, self.caller, self.tables.delete_data)
         online = OnlineStoreOpener(core.config.online, core.folder, core.config.name)
         self.features = FeatureStore(self.tables, online)
-        self.tracking = Tracking(core.tracking_uri, core.storage_root, self.caller.name)
+        self.lineage = Lineage(
+            core.metastore, securables, access, self.caller, self._resolve_model, self._table_version
+        )
+        self.tracking = Tracking(core.tracking_uri, core.storage_root, self.caller.name, self.lineage)
         self.models = ModelRegistry(
-            core.metastore, securables, access, self.caller, core.tracking_uri, self.features
+            core.metastore, securables, access, self.caller, core.tracking_uri, self.features, self.lineage
         )
         self.principals = Principals(self._principals_store, access, self.caller)
         self.tokens = Tokens(self._principals_store, access, self.caller)
         self.grants = Grants(self._principals_store, access, self.caller)
         self.audit = Audit(self._principals_store, access, self.caller)
+
+    def _resolve_model(self, uri: str) -> tuple[str, int]:
+        version = self.models.resolve(uri, "lineage.resolve")
+        return version.name, version.version
+
+    def _table_version(self, name: str) -> int:
+        return self.tables.get(name).version
 
     # --- opening -------------------------------------------------------------------------
 

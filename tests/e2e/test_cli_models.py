@@ -1,4 +1,4 @@
-"""`lakestack models|experiments|runs` over a workspace holding a real run and model."""
+"""`lakestack models|experiments|runs|lineage` over a workspace holding a real run and model."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def test_models_experiments_and_runs_commands(tmp_path: Path) -> None:
     assert versions[0]["tags"] == {"model_validation_status": "PASSED"} and versions[0]["aliases"] == [
         "champion"
     ]
+    chain = ok("lineage", "dev.churn.model@champion", ws=path)
+    assert "model dev.churn.model/1" in chain and "table dev.churn.events v0" in chain
+    assert f"run {run.info.run_id[:12]}" in chain
+    graph = json.loads(ok("lineage", "dev.churn.events", "--downstream", "--json", ws=path))
+    assert {(n["kind"], n.get("version")) for n in graph["nodes"]} >= {("run", None), ("model", 1)}
+    gone = lakestack("lineage", "run:nope", ws=path)
+    assert gone.returncode == EXIT["not_found"] and "No lineage recorded" in gone.stderr
+
     ok("models", "alias", "rm", "dev.churn.model", "champion", ws=path)
     assert json.loads(ok("models", "show", "dev.churn.model", "--json", ws=path))["aliases"] == {}
 

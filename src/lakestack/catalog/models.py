@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -122,3 +133,34 @@ class AuditEvent(Base):
     privilege: Mapped[str | None] = mapped_column(String(32))
     allowed: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class LineageNode(Base):
+    """One thing lineage connects: a table version, a run, a commit, a training set, a model version."""
+
+    __tablename__ = "lineage_nodes"
+    __table_args__ = (Index("ix_lineage_nodes_kind_name", "kind", "name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(600), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(400))
+    version: Mapped[int | None] = mapped_column(Integer)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class LineageEdge(Base):
+    """`source` went into making `target` (a read into a run, a run into what it wrote)."""
+
+    __tablename__ = "lineage_edges"
+    __table_args__ = (
+        UniqueConstraint("source_id", "target_id", name="uq_lineage_edges_pair"),
+        Index("ix_lineage_edges_target", "target_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("lineage_nodes.id", ondelete="CASCADE"))
+    target_id: Mapped[int] = mapped_column(ForeignKey("lineage_nodes.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))

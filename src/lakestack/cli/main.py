@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lakestack.cli import features, governance, models, namespaces, tables
+from lakestack.cli import lineage as lineage_command
 from lakestack.cli import sql as sql_command
 from lakestack.cli import workspace as workspace_command
 from lakestack.cli.context import STATE
@@ -70,6 +71,7 @@ app.add_typer(governance.audit, name="audit")
 app.add_typer(models.models, name="models")
 app.add_typer(models.experiments, name="experiments")
 app.add_typer(models.runs, name="runs")
+app.command("lineage")(lineage_command.lineage)
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,6 +30,7 @@ from pyarrow import fs as pafs
 
 from lakestack.catalog.names import Name
 from lakestack.errors import InvalidParameter
+from lakestack.tables import observe
 from lakestack.tables.arrow import to_arrow
 from lakestack.tables.sandbox import lock_down, sandboxed_connection
 from lakestack.tables.service import Output, Tables, convert
@@ -122,8 +125,23 @@ class TrainingSet:
 
     def load_df(self, to: Output = "arrow") -> Any:
         """The training data: input columns (minus exclusions) and features, in input order."""
+        with observe.consuming(self.lineage_node()):
+            return self.join(to)
+
+    def join(self, to: Output = "arrow") -> Any:
+        """The same rows as `load_df`, read as plain feature lookups (for scoring): lineage
+        links the feature tables to the caller's run directly, not through a training set."""
         table = _join(self.tables, self.df, self.plans)
         return convert(table.drop_columns([c for c in self.exclude_columns if c in table.column_names]), to)
+
+    def lineage_node(self) -> observe.Consumer:
+        """How lineage names this training set: a digest of its spec, with its label and tables."""
+        spec = json.dumps(self.feature_spec(), sort_keys=True, default=str)
+        return observe.Consumer(
+            "training_set",
+            "ts-" + hashlib.sha256(spec.encode()).hexdigest()[:16],
+            {"label": self.label, "tables": self.table_versions, "rows": self.df.num_rows},
+        )
 
 
 def build_training_set(

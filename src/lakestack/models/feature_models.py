@@ -87,7 +87,7 @@ def score_batch(features: FeatureStore, model: Any, spec: dict[str, Any] | None,
         lookups = [
             lookup for item in spec["lookups"] if (lookup := _lookup(item, rows.column_names)) is not None
         ]
-        rows = features.create_training_set(rows, lookups, label=None).load_df()
+        rows = features.create_training_set(rows, lookups, label=None).join()
     predictions = model.predict(rows.to_pandas())
     return rows.append_column("prediction", pa.array(list(predictions)))
 

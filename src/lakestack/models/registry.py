@@ -26,6 +26,8 @@ from lakestack.catalog.securables import SecurableInfo, SecurableStore, to_info
 from lakestack.errors import InvalidParameter, NotFound, SecurableNotFound
 from lakestack.features.store import FeatureStore
 from lakestack.features.training import TrainingSet
+from lakestack.lineage.service import Lineage
+from lakestack.lineage.store import NodeRef
 from lakestack.models import feature_models
 from lakestack.models.feature_models import LoggedModel
 from lakestack.tables.service import Output, convert
@@ -101,8 +103,10 @@ class ModelRegistry:
         caller: Caller,
         tracking_uri: str,
         features: FeatureStore,
+        lineage: Lineage,
     ) -> None:
         self._features = features
+        self._lineage = lineage
         self._metastore = metastore
         self._securables = securables
         self._access = access
@@ -153,6 +157,7 @@ class ModelRegistry:
         import mlflow
 
         resolved = self.resolve(model_uri, "models.score_batch")
+        self._lineage.used(NodeRef("model", resolved.name, resolved.version))
         self._uri_for_mlflow()
         metadata = mlflow.models.get_model_info(resolved.uri).metadata or {}
         spec = metadata.get(feature_models.METADATA_KEY, {}).get("feature_spec")
@@ -199,7 +204,10 @@ class ModelRegistry:
         mv = client.create_model_version(
             str(parsed), model_uri, run_id=run_id, tags=tags, description=description
         )
-        return _version_info(client.get_model_version(str(parsed), mv.version))
+        info = _version_info(client.get_model_version(str(parsed), mv.version))
+        if info.run_id:
+            self._lineage.link(NodeRef("run", info.run_id), NodeRef("model", info.name, info.version))
+        return info
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -266,6 +274,7 @@ class ModelRegistry:
         import mlflow
 
         resolved = self.resolve(model_uri, "models.load")
+        self._lineage.used(NodeRef("model", resolved.name, resolved.version))
         self._uri_for_mlflow()
         return mlflow.pyfunc.load_model(resolved.uri)
 

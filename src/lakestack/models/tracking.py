@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from lakestack.catalog.names import validate_part
+from lakestack.lineage.service import Lineage
+from lakestack.lineage.store import NodeRef
 from lakestack.tables import observe
 
 EXPERIMENT_PREFIX = "/lakestack/"
@@ -61,10 +63,11 @@ ARTIFACTS_FOLDER = "_mlflow"  # under the storage root; reserved as a catalog na
 
 
 class Tracking:
-    def __init__(self, tracking_uri: str, storage_root: str, principal: str) -> None:
+    def __init__(self, tracking_uri: str, storage_root: str, principal: str, lineage: Lineage) -> None:
         self.tracking_uri = tracking_uri
         self.artifact_root = f"{storage_root.rstrip('/')}/{ARTIFACTS_FOLDER}"
         self._principal = principal
+        self._lineage = lineage
 
     def _mlflow(self) -> Any:
         import mlflow  # heavy: only when tracking is used
@@ -87,8 +90,9 @@ class Tracking:
     ) -> Iterator[Any]:
         """Start an MLflow run in the project's experiment; yields the `mlflow.ActiveRun`.
 
-        Inside the block the plain `mlflow.log_*` functions log to this run, and every table
-        version lakestack reads is logged as a dataset input.
+        Inside the block the plain `mlflow.log_*` functions log to this run, every table
+        version lakestack reads is logged as a dataset input, and the run's lineage (code
+        commit, table versions read and written, models registered) is recorded.
         """
         mlflow = self._mlflow()
         name = self.experiment_name(project)
@@ -97,12 +101,24 @@ class Tracking:
             location = f"{self.artifact_root}/{validate_part(project, 'project name')}"
             mlflow.MlflowClient().create_experiment(name, artifact_location=location)
         mlflow.set_experiment(name)
-        run_tags = {"lakestack.principal": self._principal, **code_version(), **(tags or {})}
+        code = code_version()
+        run_tags = {"lakestack.principal": self._principal, **code, **(tags or {})}
         with mlflow.start_run(run_name=run_name, tags=run_tags) as run:
             mlflow.log_dict(python_environment(), "environment/python_env.json")
             if params:
                 mlflow.log_params(params)
-            with observe.listening(_InputLogger(mlflow)):
+            activity = NodeRef("run", run.info.run_id)
+            about = {
+                "experiment": name,
+                "run_name": run.info.run_name,
+                "principal": self._principal,
+                "git_dirty": code.get("lakestack.git.dirty"),
+            }
+            commit = {
+                "sha": code.get("mlflow.source.git.commit", ""),
+                "branch": code.get("mlflow.source.git.branch", ""),
+            }
+            with self._lineage.activity(activity, about, commit), observe.listening(_InputLogger(mlflow)):
                 yield run
 
     def runs(self, project: str, max_results: int = 100) -> list[Any]:

@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lakestack import Expectation, FeatureLookup, Workspace
+from lakestack.cli.lineage import render as render_lineage
 from lakestack.config import CONFIG_FILE
 from lakestack.datasets import CURRENCIES, RetailData, churn_labels, make_retail
 from lakestack.errors import ExpectationFailed, PermissionDenied
@@ -303,23 +304,25 @@ GROUP BY ALL
 
 
 def build_features(ws: Workspace, data: RetailData) -> None:
-    """Two feature tables: weekly activity (with a timestamp key) and a static profile."""
-    step("Features: weekly activity and customer profile as feature tables")
+    """The feature job: two feature tables computed from silver, inside a tracked run (lineage)."""
+    step("Feature job: weekly activity and customer profile as feature tables")
     ws.schemas.create("dev.churn", comment="Features and training data for churn prediction")
     first, last = data.start + timedelta(days=28), data.end
-    activity = ws.sql(ACTIVITY_SQL, [first, last])
-    ws.features.create_table(
-        ACTIVITY, primary_keys="customer_id", timestamp_key="ts", df=activity,
-        description="Spend, purchases and refunds over the 28 days before each weekly snapshot",
-    )  # fmt: skip
-    profile = ws.tables.read(BRONZE_CUSTOMERS, columns=["customer_id", "plan", "country", "age"])
-    ws.features.create_table(
-        PROFILE, primary_keys="customer_id", df=profile, description="Who the customer is"
-    )
+    with ws.tracking.start_run("churn", run_name="feature_job") as run:
+        activity = ws.sql(ACTIVITY_SQL, [first, last])
+        ws.features.create_table(
+            ACTIVITY, primary_keys="customer_id", timestamp_key="ts", df=activity,
+            description="Spend, purchases and refunds over the 28 days before each weekly snapshot",
+        )  # fmt: skip
+        profile = ws.tables.read(BRONZE_CUSTOMERS, columns=["customer_id", "plan", "country", "age"])
+        ws.features.create_table(
+            PROFILE, primary_keys="customer_id", df=profile, description="Who the customer is"
+        )
     for name in (ACTIVITY, PROFILE):
         table = ws.features.get_table(name)
         keys = " + ".join(table.primary_keys)
         console.print(f"{name}: key {keys}; features {', '.join(table.features)}")
+    console.print(f"written by run {run.info.run_id[:12]} (feature_job), which recorded what it read")
 
 
 def training_set(ws: Workspace, data: RetailData) -> TrainingSet:
@@ -372,11 +375,13 @@ def train_and_register(ws: Workspace, training: TrainingSet, data: RetailData) -
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
-    frame = training.load_df(to="pandas")
-    X, y = frame.drop(columns=["churned"]), frame["churned"].astype(int)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=SEED, stratify=y)
     params = {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 15, "verbose": -1}
     with ws.tracking.start_run("churn", run_name="lightgbm", params=params) as run:
+        frame = training.load_df(to="pandas")  # inside the run: lineage links it to the training set
+        X, y = frame.drop(columns=["churned"]), frame["churned"].astype(int)
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=0.3, random_state=SEED, stratify=y
+        )
         model = lightgbm.LGBMClassifier(random_state=SEED, **params).fit(X_train, y_train)
         auc = roc_auc_score(y_test, model.predict_proba(X_test)[:, 1])
         mlflow.log_metric("test_auc", auc)
@@ -397,6 +402,12 @@ def train_and_register(ws: Workspace, training: TrainingSet, data: RetailData) -
         f"models:/{MODEL}@champion", pa.table({"customer_id": customers, "label_ts": now})
     )
     print_arrow(scored.drop_columns(["label_ts"]), "score_batch: features looked up by key, as of now")
+
+
+def show_lineage(ws: Workspace) -> None:
+    """What made the champion, as `lakestack lineage` prints it."""
+    step(f"Lineage: what made {MODEL}@champion")
+    console.print(render_lineage(ws.lineage.upstream(f"{MODEL}@champion")))
 
 
 def all_tables(ws: Workspace) -> Iterator[str]:
@@ -430,6 +441,7 @@ def where_next(path: Path) -> None:
         ("audit ls --denied", "every refused call, including the analyst's"),
         ("runs ls churn", "the training run: metrics, code version"),
         ("models versions dev.churn.model", "the registered model and its champion alias"),
+        (f"lineage {SILVER_TRANSACTIONS} --downstream", "everything made from silver, down to the model"),
     ]:
         # soft_wrap: never break a command line, so it can be copied and pasted.
         console.print(f"  [green]lakestack -w {escape(w)} {escape(command)}[/]\n      {why}", soft_wrap=True)
@@ -461,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     build_features(ws, data)
     training = training_set(ws, data)
     train_and_register(ws, training, data)
+    show_lineage(ws)
     summary(ws, time.perf_counter() - started)
     where_next(args.workspace)
     ws.close()

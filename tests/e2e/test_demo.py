@@ -95,8 +95,14 @@ def test_demo_runs_and_silver_is_clean(tmp_path: Path) -> None:
             "models:/dev.churn.model@champion", pa.table({"customer_id": [100001]})
         )
         assert scored.column("prediction").to_pylist()[0] in (0, 1)
+        # The lineage step: from the champion down to the silver version the feature job read.
+        upstream = {(n.ref.kind, n.ref.name, n.ref.version) for n in ws.lineage.upstream(
+            "dev.churn.model@champion").nodes}  # fmt: skip
+        assert ("table", "dev.silver.transactions", 2) in upstream
+        assert {kind for kind, _, _ in upstream} >= {"model", "run", "training_set", "table", "commit"}
     assert "Training set" in done.stdout and "pinned feature table versions" in done.stdout
     assert "test AUC" in done.stdout
+    assert "<- table dev.silver.transactions v2" in done.stdout
 
 
 def test_demo_refuses_to_delete_a_folder_that_is_not_a_workspace(tmp_path: Path) -> None:

@@ -138,3 +138,26 @@ def test_an_unregistered_table_folder_is_a_conflict_not_overwritten(workspace: W
     from deltalake import DeltaTable
 
     assert DeltaTable(leftover).to_pyarrow_table().to_pylist() == [{"keep": 1}]  # untouched
+
+
+def test_migrations_create_exactly_the_orm_schema_and_keep_data(workspace: Workspace) -> None:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from lakestack.catalog.models import Base
+
+    metastore = workspace._core.metastore
+    with metastore.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+    workspace.principals.create("bob")
+    workspace.grants.grant("USE_CATALOG", "catalog", "dev", "bob")
+    token = workspace.tokens.create(principal="bob")
+    with metastore.engine.begin() as connection:  # back to a release before lineage
+        command.downgrade(metastore._alembic(connection), "0002")
+    metastore.upgrade()
+    again = Workspace.open(workspace.folder, token=token.secret)
+    assert again.caller.name == "bob"
+    assert [g.privilege for g in workspace.grants.show("catalog", "dev", principal="bob")] == ["USE_CATALOG"]

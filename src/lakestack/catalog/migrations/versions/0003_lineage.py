@@ -1,5 +1,7 @@
 """Lineage: nodes (table versions, runs, commits, training sets, model versions) and edges.
 
+Also makes the foreign keys of grants and tokens NOT NULL, as the ORM always assumed.
+
 Revision ID: 0003
 Revises: 0002
 """
@@ -14,6 +16,12 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    # batch mode: SQLite can only change a column's nullability by rebuilding the table.
+    with op.batch_alter_table("grants") as grants:
+        grants.alter_column("securable_id", existing_type=sa.Integer, nullable=False)
+        grants.alter_column("principal_id", existing_type=sa.Integer, nullable=False)
+    with op.batch_alter_table("tokens") as tokens:
+        tokens.alter_column("principal_id", existing_type=sa.Integer, nullable=False)
     op.create_table(
         "lineage_nodes",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -44,3 +52,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("lineage_edges")
     op.drop_table("lineage_nodes")
+    with op.batch_alter_table("tokens") as tokens:
+        tokens.alter_column("principal_id", existing_type=sa.Integer, nullable=True)
+    with op.batch_alter_table("grants") as grants:
+        grants.alter_column("securable_id", existing_type=sa.Integer, nullable=True)
+        grants.alter_column("principal_id", existing_type=sa.Integer, nullable=True)

@@ -20,13 +20,15 @@ T = TypeVar("T")
 class Row:
     """One benchmark: wall-clock seconds of each run, through lakestack and through the anchor.
 
-    `lakestack[i]` and `plain[i]` are a pair: they ran back to back on the same data.
+    `lakestack[i]` and `plain[i]` are a pair: they ran back to back on the same data. Latency
+    rows hold one entry per call and set `p99_target`: their verdict is lakestack's p99.
     """
 
     name: str
     lakestack: list[float]
     plain: list[float]
     target: float = 0.10  # the overhead lakestack should stay under (0.10 = 10 %)
+    p99_target: float | None = None  # for latency rows: lakestack's p99 (seconds) must stay under this
 
 
 def timed(operation: Callable[[], T]) -> tuple[float, T]:

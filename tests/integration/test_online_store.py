@@ -298,6 +298,8 @@ def test_keys_as_dataframes_and_arrow_tables_and_single_dicts(ws: Workspace) -> 
     arrow_keys = pa.table({"customer_id": pa.array([2], pa.int32())})  # cast to the key's int64
     assert ws.features.get_online_features(SPEND, arrow_keys).column("spend").to_pylist() == [32.0]
     assert ws.features.get_online_features(SPEND, {"customer_id": "1"}).column("spend").to_pylist() == [91.0]
+    floats = ws.features.get_online_features(SPEND, [{"customer_id": 2.0}, {"customer_id": 1}])
+    assert floats.column("spend").to_pylist() == [32.0, 91.0]  # 2.0 is the int key 2, in every store
     pandas_out = ws.features.get_online_features(SPEND, [{"customer_id": 1}], to="pandas")
     assert pandas_out["visits"].tolist() == [9]
 

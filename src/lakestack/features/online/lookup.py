@@ -115,10 +115,8 @@ class OnlineLookup:
         TTL come back as nulls.
         """
         state = self._state
-        key_arrays = _key_arrays(keys, state.key_columns, self.table)
-        encoded: list[Key] = list(
-            zip(*(c.encode(a) for c, a in zip(state.key_columns, key_arrays, strict=True)), strict=True)
-        )
+        key_arrays, key_values = _key_columns(keys, state.key_columns, self.table)
+        encoded: list[Key] = list(zip(*key_values, strict=True))
         state, rows = self._read(encoded, self._wanted)
         features = self._wanted if self._wanted is not None else state.features
         limit = self._fresh_after(state)
@@ -142,8 +140,10 @@ def _take(key: Mapping[str, Any], name: str, table: str) -> Any:
         raise InvalidParameter(f"Lookup key '{name}' of '{table}' is missing from {dict(key)!r}.") from None
 
 
-def _key_arrays(keys: Any, columns: list[Column], table: str) -> list[pa.Array | pa.ChunkedArray]:
-    """The key columns of the caller's `keys`, cast to the table's key types."""
+def _key_columns(
+    keys: Any, columns: list[Column], table: str
+) -> tuple[list[pa.Array | pa.ChunkedArray], list[list[Any]]]:
+    """The caller's key columns cast to the table's key types, as Arrow and as stored scalars."""
     if isinstance(keys, Mapping):
         keys = [keys]
     if isinstance(keys, list):
@@ -151,8 +151,21 @@ def _key_arrays(keys: Any, columns: list[Column], table: str) -> list[pa.Array |
             raise InvalidParameter(
                 f"Keys for '{table}' must be dicts like {{'{columns[0].name}': ...}}, or a DataFrame."
             )
-        raw = [[_take(k, c.name, table) for k in keys] for c in columns]
-        return [cast_keys(c, key_array(c, v)) for c, v in zip(columns, raw, strict=True)]
+        arrays, values = [], []
+        for column in columns:
+            raw = [_take(k, column.name, table) for k in keys]
+            try:  # the common case: values already of the key's type, no inference, no cast
+                array = pa.array(raw, column.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                array = cast_keys(column, key_array(column, raw))
+            if array.null_count:
+                cast_keys(column, array)  # raises, naming the column
+            arrays.append(array)
+            plain = int if column.kind == "int" else str if column.kind == "str" else None
+            # Stored as given only when already exact Python values ("1" or 1.0 must become 1).
+            exact = column.storage == column.type and all(type(v) is plain for v in raw)
+            values.append(raw if exact else column.encode(array))
+        return arrays, values
     rows = to_arrow(keys)
     missing = [c.name for c in columns if c.name not in rows.column_names]
     if missing:
@@ -160,4 +173,5 @@ def _key_arrays(keys: Any, columns: list[Column], table: str) -> list[pa.Array |
             f"The keys given for '{table}' lack column(s) {', '.join(missing)}; it is looked up by "
             f"{', '.join(c.name for c in columns)}."
         )
-    return [cast_keys(c, rows.column(c.name)) for c in columns]
+    arrays = [cast_keys(c, rows.column(c.name)) for c in columns]
+    return arrays, [c.encode(a) for c, a in zip(columns, arrays, strict=True)]

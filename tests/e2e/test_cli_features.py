@@ -147,4 +147,3 @@ def test_bad_input_is_one_line_and_exit_code_2(ws: Path) -> None:
         "-k",
         "sku=1",
     )
-

@@ -38,6 +38,8 @@ def summarize(row: Row) -> dict[str, Any]:
     The two runs of a pair ran back to back, so they share whatever load the machine had then:
     their ratio cancels slow drift that the ratio of the two medians would not.
     """
+    if row.skipped is not None:
+        return {"benchmark": row.name, "skipped": row.skipped}
     lakestack, plain = statistics.median(row.lakestack), statistics.median(row.plain)
     overhead = statistics.median(ls / pl for ls, pl in zip(row.lakestack, row.plain, strict=True)) - 1
     p99 = percentile(row.lakestack, 0.99)
@@ -54,7 +56,39 @@ def summarize(row: Row) -> dict[str, Any]:
         "met": p99 < row.p99_target if row.p99_target is not None else overhead < row.target,
         "lakestack_runs_s": row.lakestack,
         "plain_runs_s": row.plain,
+        **memory(row),
     }
+
+
+def memory(row: Row) -> dict[str, Any]:
+    """Peak RSS of each side's fresh process, and how much of it the call added, in MiB."""
+    if row.peak_mib is None:
+        return {}
+    ours, theirs = row.peak_mib
+    return {
+        "anchor": row.anchor,
+        "lakestack_peak_mib": ours.peak,
+        "lakestack_added_mib": ours.added,
+        "plain_peak_mib": theirs.peak,
+        "plain_added_mib": theirs.added,
+    }
+
+
+def memory_markdown(results: list[dict[str, Any]]) -> str:
+    """A second table for the benchmarks that measured memory; empty when none did."""
+    rows = [r for r in results if "lakestack_peak_mib" in r]
+    if not rows:
+        return ""
+    lines = [
+        "| benchmark | lakestack peak RSS (MiB) | anchor peak RSS (MiB) |",
+        "|---|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['benchmark']} | {r['lakestack_peak_mib']:,.0f} (+{r['lakestack_added_mib']:,.0f}) "
+            f"| {r['plain_peak_mib']:,.0f} (+{r['plain_added_mib']:,.0f}) |"
+        )
+    return "\n".join(lines)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -74,6 +108,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "|---|---:|---:|---:|---|",
     ]
     for r in results:
+        if "skipped" in r:
+            lines.append(f"| {r['benchmark']} | - | - | - | skipped: {r['skipped']} |")
+            continue
         verdict = "✓" if r["met"] else "✗"
         if r.get("p99_target_s") is not None:  # a latency row: medians are p50s, judged on the p99
             ms = {k: f"{r[k] * 1000:.3f} ms" for k in ("lakestack_p99_s", "p99_target_s", "plain_p99_s")}
@@ -83,6 +120,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             )
         else:
             target = f"{verdict} < {r['target']:.0%}"
+            if r["target"] < 0:  # a speed-up target: "10x faster" is an overhead under -90 %
+                target += f" ({1 / (1 + r['target']):.0f}x faster; here {1 / (1 + r['overhead']):.1f}x)"
         lines.append(
             f"| {r['benchmark']} | {seconds(r['lakestack_s'])} | {seconds(r['plain_s'])} "
             f"| {r['overhead']:+.1%} | {target} |"
@@ -135,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         env = environment()  # taken after the run: the load average then covers it
         print(markdown(results))
+        if memory_markdown(results):
+            print(
+                "\nPeak memory: one call per side in a fresh process; in brackets what the call "
+                "added to the process's RSS just before it.\n"
+            )
+            print(memory_markdown(results))
         print(
             f"\nMedians over {repeats} repeats, scale {args.scale}; lakestack {env['lakestack']}, deltalake "
             f"{env['deltalake']}, pyarrow {env['pyarrow']}, Python {env['python']}, {env['cpus']} CPUs, "

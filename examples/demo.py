@@ -410,6 +410,28 @@ def show_lineage(ws: Workspace) -> None:
     console.print(render_lineage(ws.lineage.upstream(f"{MODEL}@champion")))
 
 
+def publish_online(ws: Workspace, data: RetailData) -> None:
+    """Publish the features for low-latency lookups by key (what serving will read)."""
+    step("Online store: publish the feature tables, look customers up by key")
+    for name in (ACTIVITY, PROFILE):
+        result = ws.features.publish_table(name)  # the data is historical: no TTL, or all would be null
+        console.print(
+            f"{name}: {result.mode} publish of v{result.to_version}, {result.rows_written:,} keys "
+            f"in {result.seconds:.2f} s to {result.store}"
+        )
+    again = ws.features.publish_table(ACTIVITY)
+    console.print(f"publishing {ACTIVITY} again: up to date = {again.up_to_date}, {again.rows_written} rows")
+    ids = data.customers.column("customer_id").slice(0, 3).to_pylist()
+    found = ws.features.get_online_features(ACTIVITY, [{"customer_id": i} for i in ids])
+    print_arrow(found, "newest weekly activity per customer, from the online store")
+    lookup = ws.features.online_lookup(PROFILE)
+    started = time.perf_counter()
+    for i in itertools.islice(itertools.cycle(ids), 2_000):
+        lookup.get_row({"customer_id": i})
+    per_call = (time.perf_counter() - started) / 2_000 * 1e3
+    console.print(f"{PROFILE}: single-key lookups take {per_call:.3f} ms each (2,000 in a row)")
+
+
 def all_tables(ws: Workspace) -> Iterator[str]:
     for schema in ("dev.bronze", "dev.silver", "dev.churn"):
         yield from (t.full_name for t in ws.tables.list(schema))
@@ -442,6 +464,7 @@ def where_next(path: Path) -> None:
         ("runs ls churn", "the training run: metrics, code version"),
         ("models versions dev.churn.model", "the registered model and its champion alias"),
         (f"lineage {SILVER_TRANSACTIONS} --downstream", "everything made from silver, down to the model"),
+        (f"features lookup {PROFILE} --key customer_id=100001", "the online store, as serving sees it"),
     ]:
         # soft_wrap: never break a command line, so it can be copied and pasted.
         console.print(f"  [green]lakestack -w {escape(w)} {escape(command)}[/]\n      {why}", soft_wrap=True)
@@ -474,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     training = training_set(ws, data)
     train_and_register(ws, training, data)
     show_lineage(ws)
+    publish_online(ws, data)
     summary(ws, time.perf_counter() - started)
     where_next(args.workspace)
     ws.close()

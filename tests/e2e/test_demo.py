@@ -103,6 +103,7 @@ def test_demo_runs_and_silver_is_clean(tmp_path: Path) -> None:
     assert "Training set" in done.stdout and "pinned feature table versions" in done.stdout
     assert "test AUC" in done.stdout
     assert "<- table dev.silver.transactions v2" in done.stdout
+    assert "up to date = True, 0 rows" in done.stdout  # the second publish had nothing to do
 
 
 def test_demo_refuses_to_delete_a_folder_that_is_not_a_workspace(tmp_path: Path) -> None:

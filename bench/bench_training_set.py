@@ -11,7 +11,8 @@ the same Parquet files as the anchor, one FeatureView per table with ttl = 30 da
 lakestack at least 10x faster. Without that venv the row is skipped, with a note.
 
 Peak memory: each side runs once more in a fresh process (`python bench_training_set.py --child
-SIDE DIR`), which reports its peak RSS (getrusage) and its RSS just before the call.
+SIDE DIR`), which reports its peak RSS during the call (Linux VmHWM, reset just before it) and
+its RSS just before the call.
 """
 
 from __future__ import annotations
@@ -32,7 +33,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harness import Memory, Row, child_peak, child_report, child_run, peak_rss_mib, rss_mib, skipped, timed
+from harness import (
+    Memory,
+    Row,
+    child_peak,
+    child_report,
+    child_run,
+    peak_rss_mib,
+    reset_peak_rss,
+    rss_mib,
+    skipped,
+    timed,
+)
 
 if TYPE_CHECKING:  # imported where used: the anchor's child process never loads lakestack
     from lakestack import FeatureLookup
@@ -212,6 +224,7 @@ def child(side: str, data: Path) -> None:
 
     gc.collect()
     baseline = rss_mib()
+    reset_peak_rss()
     start = time.perf_counter()
     result = call()
     seconds = time.perf_counter() - start

@@ -6,7 +6,7 @@ pins pandas < 3 and lakestack's constraints pin pandas 3; it never imports lakes
 
 DATA_DIR holds `labels.parquet`, `a.parquet` and `b.parquet` (written by the bench). Prints one
 JSON line: the seconds of each `get_historical_features(...).to_arrow()` call, the peak RSS of
-the process and its RSS before the first call. With --out, writes the last result as Parquet.
+the process during the calls and its RSS before the first one. With --out, writes the last result as Parquet.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import tempfile
 import time
 from datetime import timedelta
@@ -25,17 +24,9 @@ from feast import Entity, FeatureStore, FeatureView, Field, FileSource
 from feast.repo_config import RepoConfig
 from feast.types import Float64
 
+from harness import peak_rss_mib, reset_peak_rss, rss_mib
+
 LOOKBACK = timedelta(days=30)
-
-
-def rss_mib() -> float:
-    """Resident memory now (Linux /proc)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def store(repo: Path, data: Path) -> tuple[FeatureStore, list[str]]:
@@ -80,6 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lakestack-bench-feast-") as repo:
         feature_store, refs = store(Path(repo), args.data)
         baseline = rss_mib()
+        reset_peak_rss()
         seconds = []
         for _ in range(args.repeats):
             gc.collect()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import resource
 import subprocess
 import time
 from collections.abc import Callable
@@ -66,14 +65,28 @@ def timed(operation: Callable[[], T]) -> tuple[float, T]:
 
 def rss_mib() -> float:
     """This process's resident memory now (Linux)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+    return _status_mib("VmRSS")
+
+
+def reset_peak_rss() -> None:
+    """Measure the peak from here on: Linux resets the high-water mark to the current RSS."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory so far: native allocations (Arrow, DuckDB) included,
-    which tracemalloc would not see."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident memory since `reset_peak_rss` (or its start): native
+    allocations (Arrow, DuckDB) included, which tracemalloc would not see. Not getrusage's
+    ru_maxrss, which in a child also counts the parent's memory at the fork."""
+    return _status_mib("VmHWM")
+
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status: peak memory is measured on Linux only")
 
 
 def child_report(**fields: object) -> None:

@@ -8,7 +8,7 @@ Messages name the object and the fix, and fit on one line.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class LakestackError(Exception):
@@ -113,6 +113,10 @@ class FeatureError(LakestackError):
     """Problems with feature tables and their online store."""
 
 
+class JobError(LakestackError):
+    """Problems with jobs: specs, runs, schedules, executors."""
+
+
 class WorkspaceNotFound(WorkspaceError, NotFound):
     code = "WORKSPACE_NOT_FOUND"
 
@@ -214,3 +218,13 @@ class NotPublished(FeatureError, NotFound):
 
 class OnlineStoreUnavailable(FeatureError, ServiceUnavailable):
     """The online store (Redis) is unreachable or refused us."""
+
+
+class InvalidJobSpec(JobError, InvalidParameter):
+    """A job spec that fails validation: one `file:line:column: field: problem` line per problem."""
+
+    code = "INVALID_JOB_SPEC"
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems) or (message,)

@@ -20,7 +20,7 @@ from lakestack.catalog.metastore import Metastore
 from lakestack.catalog.models import AuditEvent, Grant, Principal, Securable
 from lakestack.catalog.names import Name
 from lakestack.catalog.principals import Caller, principal_row
-from lakestack.catalog.privileges import APPLICABLE, USAGE, Privilege
+from lakestack.catalog.privileges import APPLICABLE, IMPLIED_BY, USAGE, Privilege
 from lakestack.catalog.securables import SecurableInfo, SecurableStore, create_hint, kind_of, to_info
 from lakestack.errors import AdminRequired, InvalidParameter, PrivilegeMissing, SecurableNotFound
 
@@ -73,7 +73,8 @@ class AccessControl:
             .where(Grant.securable_id.in_([s.id for s in chain]), Principal.name.in_(caller.identities))
         )
         held = set(session.scalars(stmt))
-        return privilege.value in held or Privilege.ALL_PRIVILEGES.value in held
+        enough = {privilege, Privilege.ALL_PRIVILEGES, *IMPLIED_BY.get(privilege, ())}
+        return any(p.value in held for p in enough)
 
     def check(
         self,

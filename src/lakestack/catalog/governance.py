@@ -8,10 +8,10 @@ from datetime import datetime
 from lakestack.catalog.access import AccessControl, AuditRecord, GrantInfo
 from lakestack.catalog.names import Name
 from lakestack.catalog.principals import Caller, NewToken, PrincipalInfo, PrincipalStore, TokenInfo
-from lakestack.catalog.privileges import Privilege
+from lakestack.catalog.privileges import TOP_LEVEL_KINDS, Privilege
 from lakestack.errors import InvalidParameter
 
-SECURABLE_LEVELS = {"catalog": 1, "schema": 2, "table": 3, "model": 3}
+SECURABLE_LEVELS = {"catalog": 1, "schema": 2, "table": 3, "model": 3, "job": 1}
 
 
 def parse_securable(kind: str, name: str) -> tuple[str, Name]:
@@ -19,6 +19,11 @@ def parse_securable(kind: str, name: str) -> tuple[str, Name]:
     kind = kind.lower()
     if kind not in SECURABLE_LEVELS:
         raise InvalidParameter(f"Unknown securable kind {kind!r}: use {', '.join(SECURABLE_LEVELS)}.")
+    if kind in TOP_LEVEL_KINDS:
+        # A job name is free text (spaces, dashes), validated by the job spec; it is one part.
+        if not name or not name.strip():
+            raise InvalidParameter(f"Empty {kind} name.")
+        return kind, Name((name,))
     return kind, Name.parse(name, SECURABLE_LEVELS[kind])
 
 

@@ -164,3 +164,68 @@ class LineageEdge(Base):
     target_id: Mapped[int] = mapped_column(ForeignKey("lineage_nodes.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
+
+
+class Job(Base):
+    """A job: its spec (as JSON and as the YAML it was written in) and where its files live.
+
+    Grants apply to its securable (kind `job`, no parent); `owner` mirrors the securable's.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    securable_id: Mapped[int] = mapped_column(ForeignKey("securables.id", ondelete="CASCADE"), unique=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec_yaml: Mapped[str] = mapped_column(Text)
+    folder: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class JobRun(Base):
+    """One run of a job: its state, who started it and why, its parameters and code version."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_job_state", "job_id", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(32))
+    trigger: Mapped[str] = mapped_column(String(32))
+    run_as: Mapped[str] = mapped_column(String(200))
+    started_by: Mapped[str] = mapped_column(String(200))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    code_version: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    repair_count: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    start_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class TaskRun(Base):
+    """One attempt of one task in a job run (a retry or a repair adds a row with the next attempt)."""
+
+    __tablename__ = "task_runs"
+    __table_args__ = (UniqueConstraint("job_run_id", "task_key", "attempt", name="uq_task_runs_attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_run_id: Mapped[int] = mapped_column(ForeignKey("job_runs.id", ondelete="CASCADE"), index=True)
+    task_key: Mapped[str] = mapped_column(String(100))
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(32))
+    start_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    log_dir: Mapped[str | None] = mapped_column(Text)
+    task_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    condition_outcome: Mapped[str | None] = mapped_column(String(8))

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from lakestack.catalog.metastore import Metastore
 from lakestack.catalog.models import Securable
 from lakestack.catalog.names import Name
+from lakestack.catalog.privileges import TOP_LEVEL_KINDS
 from lakestack.errors import SecurableExists, SecurableNotFound
 
 LEVEL_KIND = {1: "catalog", 2: "schema"}
@@ -50,6 +51,8 @@ def to_info(row: Securable) -> SecurableInfo:
 
 
 def kind_of(name: Name, object_kind: str = "table") -> str:
+    if object_kind in TOP_LEVEL_KINDS:
+        return object_kind
     return LEVEL_KIND.get(len(name.parts), object_kind)
 
 
@@ -58,6 +61,8 @@ def create_hint(kind: str, name: Name) -> str:
         return f"Create it with: lakestack catalogs create {name}"
     if kind == "schema":
         return f"Create it with: lakestack schemas create {name}"
+    if kind in TOP_LEVEL_KINDS:
+        return f"List what exists with: lakestack {kind}s ls"
     return f"List what exists with: lakestack {kind}s ls {name.parent}"
 
 

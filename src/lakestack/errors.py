@@ -228,3 +228,23 @@ class InvalidJobSpec(JobError, InvalidParameter):
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.problems = tuple(problems) or (message,)
+
+
+class JobNotFound(JobError, NotFound):
+    code = "JOB_NOT_FOUND"
+
+
+class JobRunNotFound(JobError, NotFound):
+    code = "JOB_RUN_NOT_FOUND"
+
+
+class InvalidRunState(JobError, Conflict):
+    """A run or task run asked to move to a state it cannot reach from where it is."""
+
+    code = "INVALID_STATE"
+
+
+class TaskValueError(JobError, InvalidParameter):
+    """A task value that is not JSON, or read from a task that is not upstream."""
+
+    code = "INVALID_TASK_VALUE"

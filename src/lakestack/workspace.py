@@ -36,6 +36,7 @@ from lakestack.config import (
 from lakestack.errors import InvalidConfig, InvalidToken, WorkspaceError, WorkspaceNotFound
 from lakestack.features.online import OnlineStoreOpener
 from lakestack.features.store import FeatureStore
+from lakestack.jobs.service import Jobs
 from lakestack.lineage.service import Lineage
 from lakestack.models.registry import ModelRegistry
 from lakestack.models.tracking import Tracking
@@ -84,6 +85,7 @@ class Workspace:
         self.models = ModelRegistry(
             core.metastore, securables, access, self.caller, core.tracking_uri, self.features, self.lineage
         )
+        self.jobs = Jobs(core.metastore, securables, access, self.caller, core.folder)
         self.principals = Principals(self._principals_store, access, self.caller)
         self.tokens = Tokens(self._principals_store, access, self.caller)
         self.grants = Grants(self._principals_store, access, self.caller)

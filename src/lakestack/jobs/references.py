@@ -17,9 +17,11 @@ There is no escape: text that must keep literal `{{...}}` cannot go in a task se
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 #: `{{ ... }}` with the reference inside, surrounding spaces trimmed.
 REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -110,3 +112,20 @@ def parse_reference(text: str) -> Reference:
         if len(rest) == 2 and rest[1] in UPSTREAM_FIELDS:
             return Reference(text, "upstream_task", rest[1], rest[0])
     raise ValueError(f"unknown reference '{{{{{text}}}}}'; use one of {_ALLOWED}")
+
+
+def substitute(text: str, lookup: Callable[[Reference], Any], keep_type: bool = False) -> Any:
+    """Replace every reference in `text` with what `lookup` returns for it.
+
+    Values that are not text are written as JSON. With `keep_type`, a setting that is exactly
+    one reference becomes the value itself (a task value 0.93 stays a float for a function).
+    """
+    whole = REFERENCE.fullmatch(text)
+    if keep_type and whole is not None:
+        return lookup(parse_reference(whole.group(1)))
+
+    def one(match: re.Match[str]) -> str:
+        value = lookup(parse_reference(match.group(1)))
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return REFERENCE.sub(one, text)

@@ -26,7 +26,7 @@ STEPS = textwrap.dedent(
 
 
     def add_one(n, key="n"):
-        task_values.set(key, n + 1)
+        task_values.set(key, int(n) + 1)
         return {"n": n}
 
 

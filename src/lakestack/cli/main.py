@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lakestack.cli import features, governance, models, namespaces, tables
+from lakestack.cli import features, governance, jobs, models, namespaces, tables
 from lakestack.cli import lineage as lineage_command
 from lakestack.cli import sql as sql_command
 from lakestack.cli import workspace as workspace_command
@@ -20,7 +20,7 @@ from lakestack.errors import LakestackError
 EPILOG = (
     "Exit codes: 0 ok, 1 unexpected error, 2 bad input (name, option, file, schema), 3 not found, "
     "4 permission denied or bad token, 5 already exists or conflict, 6 data-quality expectation failed, "
-    "7 a service (Redis) unavailable."
+    "7 a service (Redis) unavailable, 8 a job run (jobs run/repair) ended FAILED, TIMEDOUT or CANCELED."
 )
 
 app = typer.Typer(
@@ -72,6 +72,7 @@ app.add_typer(models.models, name="models")
 app.add_typer(models.experiments, name="experiments")
 app.add_typer(models.runs, name="runs")
 app.command("lineage")(lineage_command.lineage)
+app.add_typer(jobs.app, name="jobs")
 
 
 def main() -> None:

@@ -237,11 +237,15 @@ class Jobs:
         wait: bool = True,
         executor: Executor | None = None,
         parallelism: int | None = None,
+        detach: builtins.list[str] | None = None,
     ) -> RunInfo:
         """Start a run (needs CAN_MANAGE_RUN); with `wait`, run it to its end here and return it.
 
         `parameters` override the job's defaults (unknown names are refused). Without `wait`,
         the run goes on in a thread of this process and the returned run is PENDING or RUNNING.
+        `detach` is a command that drives the run in a process of its own (the run id is
+        appended; it outlives this process), e.g. `lakestack jobs drive`: the run is returned
+        PENDING and its runner's output goes to `runner.log` in the run's folder.
         """
         given = {k: str(v) for k, v in (parameters or {}).items()}
         with self._metastore.session() as session:
@@ -284,7 +288,21 @@ class Jobs:
             for key, value in {**defaults, **given}.items()
         }
         self._store.update_run(run_id, parameters=resolved)
+        if detach:
+            _detach(detach, run_id, runs_folder(self._folder) / str(run_id))
+            return self.get_run(run_id)
         return self._execute(job, run_id, None, wait, executor, parallelism)
+
+    def drive(
+        self, run_id: int, *, executor: Executor | None = None, parallelism: int | None = None
+    ) -> RunInfo:
+        """Run a PENDING run to its end in this process (what a detached runner does; needs
+        CAN_MANAGE_RUN)."""
+        job = self._check_run("jobs.drive", run_id, Privilege.CAN_MANAGE_RUN)
+        run, _ = self._store.row(run_id)
+        if run.state != "PENDING":
+            raise InvalidRunState(f"Job run {run_id} is {run.state}; only a PENDING run can be started.")
+        return self._execute(job, run_id, None, True, executor, parallelism)
 
     def _execute(
         self,
@@ -389,3 +407,17 @@ class Jobs:
             "stdout": read(STDOUT),
             "stderr": read(STDERR),
         }
+
+
+def _detach(command: builtins.list[str], run_id: int, folder: Path) -> None:
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "runner.log").open("ab") as log:
+        subprocess.Popen(
+            [*command, str(run_id)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in the terminal that started it does not reach it
+        )

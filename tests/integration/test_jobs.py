@@ -516,3 +516,52 @@ def test_job_grants_govern_who_sees_runs_and_repairs(workspace: Workspace, proje
     }
     workspace.jobs.delete("bobs")
     assert [j.name for j in workspace.jobs.list()] == ["nightly"]
+
+
+def test_a_run_job_task_runs_another_job_and_waits_for_it(sqlite_workspace: Workspace, project: Path) -> None:
+    ws = sqlite_workspace
+    ws.jobs.create(
+        job_file(
+            project,
+            """
+            name: child
+            parameters: [{name: n, default: 0}, {name: fail, default: "no"}]
+            tasks:
+              - task_key: t
+                python_task: {function: "steps:add_one", parameters: {n: "{{job.parameters.n}}"}}
+              - task_key: check
+                depends_on: [{task_key: t}]
+                condition_task: {op: EQUAL_TO, left: "{{job.parameters.fail}}", right: "yes"}
+              - task_key: boom
+                depends_on: [{task_key: check, outcome: "true"}]
+                python_task: {function: "steps:fail"}
+            """,
+            "child.yml",
+        )
+    )
+    ws.jobs.create(
+        job_file(
+            project,
+            """
+            name: parent
+            parameters: [{name: fail, default: "no"}]
+            tasks:
+              - task_key: start
+                run_job_task: {job_name: child, job_parameters: {n: "41", fail: "{{job.parameters.fail}}"}}
+            """,
+            "parent.yml",
+        )
+    )
+    run = ws.jobs.run_now("parent")
+    assert run.state == "SUCCESS", run
+    output = run.task("start").output or {}
+    child_id = output["run_id"]
+    child = ws.jobs.get_run(child_id)
+    assert child.state == "SUCCESS" and child.task("t").task_values == {"n": 42}
+    assert child.parameters == {"n": "41", "fail": "no"} and child.run_as == "admin"
+
+    failed = ws.jobs.run_now("parent", {"fail": "yes"})
+    assert failed.state == "FAILED"
+    error = failed.task("start").error
+    child_id = (failed.task("start").output or {})["run_id"]
+    assert error == f"run {child_id} of job 'child' FAILED: task 'boom' FAILED: ValueError: boom"

@@ -34,13 +34,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from lakestack.errors import JobError, LakestackError
 from lakestack.jobs.executors import Attempt, AttemptResult, Executor, executor_for
 from lakestack.jobs.references import START_TIME_FIELDS, Reference, substitute
 from lakestack.jobs.spec import JobSpec, Task
-from lakestack.jobs.states import FAILED_STATES
+from lakestack.jobs.states import FAILED_STATES, JOB_TERMINAL
 from lakestack.jobs.store import RunStore
 from lakestack.jobs.task_values import TASK_FILE, VALUES_FILE
 from lakestack.jobs.tasks import evaluate_condition
@@ -69,6 +69,20 @@ class RunContext:
     job_folder: Path | None
     principal: str
     commit: dict[str, str]
+    jobs: JobStarter | None = None
+
+
+class JobStarter(Protocol):
+    """Starts other jobs for run_job tasks, as the run's principal (the service provides it)."""
+
+    def start(self, job_name: str, parameters: dict[str, str]) -> int:
+        """Start a run of `job_name` in the background; its run id."""
+
+    def state(self, run_id: int) -> tuple[str, str | None]:
+        """The run's state and error."""
+
+    def cancel(self, run_id: int) -> None:
+        """Ask the run to stop."""
 
 
 def run_if_decision(task: Task, upstream: dict[str, tuple[str, str | None]]) -> str:
@@ -217,7 +231,7 @@ class Runner:
         if task.condition_task is not None:
             self._run_condition(task)
             return
-        if task.notebook_task is not None or task.run_job_task is not None:
+        if task.notebook_task is not None:
             self._set_task(task.task_key, "RUNNING")
             self._set_task(
                 task.task_key, "FAILED", error=f"{task.kind} tasks are not supported by this lakestack yet"
@@ -299,6 +313,8 @@ class Runner:
             self._set_task(key, "QUEUED")
 
     def _run_attempt(self, task: Task) -> AttemptResult:
+        if task.run_job_task is not None:
+            return self._run_job(task)
         key = task.task_key
         attempt = self._attempts[key]
         directory = (
@@ -341,6 +357,49 @@ class Runner:
             task_values=values,
             output=_read_json(directory / OUTPUT_FILE),
         )
+        return result
+
+    def _run_job(self, task: Task) -> AttemptResult:
+        """A run_job task: start the other job's run, wait for it, stop it on timeout or cancel."""
+        settings, key, jobs = task.run_job_task, task.task_key, self._context.jobs
+        assert settings is not None and jobs is not None
+        self._set_task(key, "RUNNING")
+        try:
+            parameters = {
+                name: str(substitute(value, lambda ref: self._lookup(task, ref)))
+                for name, value in settings.job_parameters.items()
+            }
+            child = jobs.start(settings.job_name, parameters)
+        except LakestackError as exc:
+            result = AttemptResult("FAILED", None, exc.message)
+            self._set_task(key, "FAILED", error=result.error)
+            return result
+        deadline = None if not task.timeout_seconds else time.monotonic() + task.timeout_seconds
+        if self._deadline is not None:
+            deadline = self._deadline if deadline is None else min(deadline, self._deadline)
+        stopped: str | None = None
+        while True:
+            state, error = jobs.state(child)
+            if state in JOB_TERMINAL:
+                break
+            if stopped is None and deadline is not None and time.monotonic() >= deadline:
+                stopped = "TIMEDOUT"
+            elif stopped is None and self._cancel.is_set():
+                stopped = "CANCELED"
+            if stopped is not None:
+                jobs.cancel(child)
+            time.sleep(CANCEL_POLL_SECONDS / 2)
+        output = {"job_name": settings.job_name, "run_id": child, "state": state}
+        if stopped == "TIMEDOUT":
+            result = AttemptResult("TIMEDOUT", None, f"timed out after {task.timeout_seconds} s")
+        elif stopped == "CANCELED":
+            result = AttemptResult("CANCELED", None, "canceled")
+        elif state == "SUCCESS":
+            result = AttemptResult("SUCCESS")
+        else:
+            why = f": {error}" if error else ""
+            result = AttemptResult("FAILED", None, f"run {child} of job '{settings.job_name}' {state}{why}")
+        self._set_task(key, result.state, error=result.error, output=output)
         return result
 
     def _task_file(self, task: Task, settings: dict[str, Any]) -> dict[str, Any]:

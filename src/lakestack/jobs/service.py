@@ -37,7 +37,7 @@ from lakestack.catalog.access import AccessControl
 from lakestack.catalog.metastore import Metastore
 from lakestack.catalog.models import Job, JobRun
 from lakestack.catalog.names import Name
-from lakestack.catalog.principals import Caller, principal_row
+from lakestack.catalog.principals import Caller, PrincipalStore, principal_row
 from lakestack.catalog.privileges import Privilege
 from lakestack.catalog.securables import SecurableStore
 from lakestack.errors import InvalidParameter, InvalidRunState, JobError, SecurableExists
@@ -325,6 +325,7 @@ class Jobs:
                 "sha": code.get("mlflow.source.git.commit", ""),
                 "branch": code.get("mlflow.source.git.branch", ""),
             },
+            jobs=_Starter(self, run.run_as),
         )
         runner = Runner(self._store, context, run_id, executor, parallelism)
         if wait:
@@ -407,6 +408,33 @@ class Jobs:
             "stdout": read(STDOUT),
             "stderr": read(STDERR),
         }
+
+
+class _Starter:
+    """Starts the runs of run_job tasks as the parent run's principal (checked and audited)."""
+
+    def __init__(self, jobs: Jobs, principal: str) -> None:
+        self._jobs = jobs
+        self._principal = principal
+        self._as: Jobs | None = None
+
+    def _acting(self) -> Jobs:
+        if self._as is None:
+            parent = self._jobs
+            caller = PrincipalStore(parent._metastore).caller(self._principal)
+            self._as = Jobs(parent._metastore, parent._securables, parent._access, caller, parent._folder)
+        return self._as
+
+    def start(self, job_name: str, parameters: dict[str, str]) -> int:
+        return self._acting().run_now(job_name, parameters, wait=False).run_id
+
+    def state(self, run_id: int) -> tuple[str, str | None]:
+        # Polled often: read the row directly (starting the run was checked and audited).
+        run, _ = self._jobs._store.row(run_id)
+        return run.state, run.error
+
+    def cancel(self, run_id: int) -> None:
+        self._acting().cancel(run_id)
 
 
 def _detach(command: builtins.list[str], run_id: int, folder: Path) -> None:

@@ -1,7 +1,13 @@
 """Jobs: multi-task DAGs with parameters, task values, retries, schedules and triggers.
 
-Part 1 is the job spec (`JobSpec`, written in YAML or Python); runs, executors and the
-scheduler build on it.
+- `spec`: the job spec (`JobSpec`, written in YAML or Python), validated with YAML line numbers;
+- `service`: `ws.jobs` (create, run_now, runs, get_run, cancel, repair, logs), checked by grants;
+- `runner`: drives one run (run_if, retries, timeouts, references, cancel, repair);
+- `executors`: where an attempt runs (`local`: a process group per attempt);
+- `entrypoint`, `tasks`, `task_values`: what runs inside a task's process.
+
+Not yet: notebook tasks, the Ray executor, the scheduler (schedules, triggers,
+`max_concurrent_runs`, orphaned runs) and notifications.
 """
 
 from __future__ import annotations

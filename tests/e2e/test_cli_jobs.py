@@ -65,7 +65,7 @@ tasks:
         state = json.loads(ok("jobs", "get-run", str(started["run_id"]), "--json", ws=ws))["state"]
         if state == "SUCCESS":
             break
-        assert state in ("PENDING", "RUNNING") and time.monotonic() < deadline, state
+        assert state in ("PENDING", "QUEUED", "RUNNING") and time.monotonic() < deadline, state
         time.sleep(0.5)
 
     missing = lakestack("jobs", "run", "nightly", "--param", "m=1", ws=ws)

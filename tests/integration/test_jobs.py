@@ -396,7 +396,7 @@ def test_a_run_canceled_from_another_thread_stops_its_tasks(
         )
     )
     started = ws.jobs.run_now("long", wait=False)
-    assert started.state in ("PENDING", "RUNNING")
+    assert started.state in ("PENDING", "QUEUED", "RUNNING")
     deadline = time.monotonic() + 10
     while ws.jobs.get_run(started.run_id).task("t").state != "RUNNING":
         assert time.monotonic() < deadline
@@ -565,3 +565,48 @@ def test_a_run_job_task_runs_another_job_and_waits_for_it(sqlite_workspace: Work
     error = failed.task("start").error
     child_id = (failed.task("start").output or {})["run_id"]
     assert error == f"run {child_id} of job 'child' FAILED: task 'boom' FAILED: ValueError: boom"
+
+
+def _wait_state(ws: Workspace, run_id: int, wanted: set[str], timeout: float = 15) -> RunInfo:
+    deadline = time.monotonic() + timeout
+    while (run := ws.jobs.get_run(run_id)).state not in wanted:
+        assert time.monotonic() < deadline, f"run {run_id} stayed {run.state}"
+        time.sleep(0.05)
+    return run
+
+
+def test_max_concurrent_runs_queues_or_skips_extra_runs(sqlite_workspace: Workspace, project: Path) -> None:
+    ws = sqlite_workspace
+    for name, queue in (("queued", "true"), ("skipping", "false")):
+        ws.jobs.create(
+            job_file(
+                project,
+                f"""
+                name: {name}
+                max_concurrent_runs: 1
+                queue: {{enabled: {queue}}}
+                tasks: [{{task_key: t, python_task: {{function: "steps:sleep", parameters: {{seconds: 1}}}}}}]
+                """,
+                f"{name}.yml",
+            )
+        )
+    first = ws.jobs.run_now("queued", wait=False)
+    _wait_state(ws, first.run_id, {"RUNNING"})
+    second = ws.jobs.run_now("queued", wait=False)
+    third = ws.jobs.run_now("queued", wait=False)
+    assert _wait_state(ws, second.run_id, {"QUEUED"}).task("t").state == "PENDING"
+    _wait_state(ws, third.run_id, {"QUEUED"})
+    canceled = ws.jobs.cancel(third.run_id)  # a queued run is canceled at once
+    assert canceled.state == "CANCELED" and canceled.task("t").state == "CANCELED"
+    done = [_wait_state(ws, r.run_id, {"SUCCESS"}) for r in (first, second)]
+    assert done[1].start_time is not None and done[0].end_time is not None
+    assert done[1].start_time >= done[0].end_time  # one at a time
+
+    running = ws.jobs.run_now("skipping", wait=False)
+    _wait_state(ws, running.run_id, {"RUNNING"})
+    skipped = ws.jobs.run_now("skipping")
+    assert skipped.state == "CANCELED" and skipped.start_time is None
+    assert skipped.error == (
+        "skipped: 1 run(s) of the job already running (max_concurrent_runs) and its queue is disabled"
+    )
+    _wait_state(ws, running.run_id, {"SUCCESS"})

@@ -20,6 +20,11 @@ A failed attempt is retried `max_retries` times (-1: until the job's timeout), a
 in a task's settings are resolved just before each attempt. The job's `timeout_seconds` caps
 every attempt; a run canceled (from any process, through the metastore) kills its running
 attempts and cancels the tasks not started. The run ends FAILED when any task failed.
+
+A run waits QUEUED while `max_concurrent_runs` runs of its job are RUNNING (oldest first), or is
+skipped (CANCELED, saying why) when the job's queue is disabled. The check and the start are
+one metastore transaction; runners in several processes may still, in a race of milliseconds,
+start one run too many (the scheduler will claim slots strictly). A repair does not queue.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from lakestack.jobs.tasks import evaluate_condition
 OUTPUT_FILE = "output.json"
 #: How often a running job checks the metastore for a cancel request.
 CANCEL_POLL_SECONDS = 0.2
+#: How often a queued run checks whether it may start.
+QUEUE_POLL_SECONDS = 0.25
 _DEPENDENCY_FAILED = FAILED_STATES | {"CANCELED"}
 
 
@@ -166,7 +173,10 @@ class Runner:
                     self._run_id, task.task_key, self._attempts[task.task_key]
                 )
             self._states[task.task_key] = "PENDING"
-        self._store.set_run_state(self._run_id, "RUNNING")
+        if only is not None:
+            self._store.set_run_state(self._run_id, "RUNNING")
+        elif not self._wait_for_slot():
+            return self._store.row(self._run_id)[0].state
         run, _ = self._store.row(self._run_id)
         self._start = run.start_time or self._start
         if self._spec.timeout_seconds:
@@ -180,6 +190,28 @@ class Runner:
             self._store.set_run_state(self._run_id, "FAILED", error=f"the runner stopped: {exc!r}")
             raise
         return self._finish(timed_out)
+
+    def _wait_for_slot(self) -> bool:
+        """Queue the run until fewer than `max_concurrent_runs` runs of the job are running and
+        it is the oldest queued one (then it is RUNNING); False if it was canceled while queued,
+        or skipped (CANCELED) because the queue is disabled."""
+        limit = self._spec.max_concurrent_runs
+        self._store.set_run_state(self._run_id, "QUEUED")
+        while True:
+            claimed, state = self._store.claim_slot(self._run_id, limit)
+            if claimed:
+                return True
+            if state != "QUEUED":
+                return False
+            if not self._spec.queue.enabled:
+                self._store.request_cancel(self._run_id)
+                self._store.update_run(
+                    self._run_id,
+                    error=f"skipped: {limit} run(s) of the job already running (max_concurrent_runs) "
+                    "and its queue is disabled",
+                )
+                return False
+            time.sleep(QUEUE_POLL_SECONDS)
 
     def _drive(self, todo: list[Task]) -> bool:
         """Start tasks as their dependencies end; returns whether the job's timeout passed."""

@@ -171,6 +171,26 @@ class RunStore:
             for name, value in fields.items():
                 setattr(run, name, value)
 
+    def claim_slot(self, run_id: int, limit: int) -> tuple[bool, str]:
+        """Start a QUEUED run (-> RUNNING) if fewer than `limit` runs of its job are running and
+        no older run of it is queued; returns whether it started, and its state."""
+        with self._metastore.session() as session:
+            run = session.get(JobRun, run_id)
+            assert run is not None
+            if run.state != "QUEUED":
+                return False, run.state
+            running = session.scalar(
+                select(func.count()).where(JobRun.job_id == run.job_id, JobRun.state == "RUNNING")
+            )
+            oldest = session.scalar(
+                select(func.min(JobRun.id)).where(JobRun.job_id == run.job_id, JobRun.state == "QUEUED")
+            )
+            if (running or 0) >= limit or oldest != run_id:
+                return False, run.state
+            run.state = transition("job run", str(run_id), run.state, "RUNNING")
+            run.start_time = _now()
+            return True, run.state
+
     def request_cancel(self, run_id: int) -> str:
         """Ask the run's runner to stop; a run nobody started yet is canceled at once. Returns
         the run's state after the request."""

@@ -167,6 +167,9 @@ def test_a_sql_task_reads_workspace_tables_and_keeps_its_first_rows(
     assert f"report#{run.run_id}/total" in [n.ref.name for n in read.find("job_run")]
     made = ws.lineage.upstream("dev.shop.orders", version=1)
     assert f"report#{run.run_id}/publish" in [n.ref.name for n in made.find("job_run")]
+    task = ws.lineage.downstream(f"job_run:report#{run.run_id}/publish")
+    assert [(n.ref.name, n.ref.version) for n in task.find("table")] == [("dev.shop.orders", 1)]
+    assert task.root.properties["task_key"] == "publish" and task.root.properties["principal"] == "admin"
 
 
 def test_a_condition_task_picks_the_branch_that_runs(sqlite_workspace: Workspace, project: Path) -> None:

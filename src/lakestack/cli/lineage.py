@@ -15,7 +15,11 @@ from lakestack.lineage.store import Node
 
 def lineage(
     target: Annotated[
-        str, typer.Argument(help="A table, a model (NAME@ALIAS, NAME/VERSION, models:/...) or run:RUN_ID.")
+        str,
+        typer.Argument(
+            help="A table, a model (NAME@ALIAS, NAME/VERSION, models:/...), run:RUN_ID or "
+            "job_run:JOB#RUN_ID/TASK."
+        ),
     ],
     version: Annotated[int | None, typer.Option(help="Table (or model) version to start from.")] = None,
     downstream: Annotated[bool, typer.Option("--downstream", help="Follow what TARGET went into.")] = False,
@@ -24,7 +28,7 @@ def lineage(
 ) -> None:
     """Show lineage: by default what went into TARGET, with --downstream what came out of it.
 
-    Lineage is recorded for code run inside ws.tracking.start_run (and, later, job tasks).
+    Lineage is recorded for code run inside ws.tracking.start_run and for job tasks.
     It links table versions read and written, training sets, commits and model versions.
     Objects you have no access to are shown as hidden.
 
@@ -37,6 +41,8 @@ def lineage(
       lakestack lineage dev.silver.transactions --downstream   (what was made from it)
 
       lakestack lineage run:RUN_ID   (one run's inputs and outputs)
+
+      lakestack lineage "job_run:nightly#12/train"   (what task train of job run 12 read and wrote)
     """
     ws = workspace()
     walk = ws.lineage.downstream if downstream else ws.lineage.upstream

@@ -1,9 +1,10 @@
 """`ws.lineage`: what made a model version or a table version, and what it went into.
 
 Edges are recorded without being asked while code runs inside an activity (an MLflow run
-started with `ws.tracking.start_run`, later a job task): every table version it reads goes into
-it, every table version it writes comes out of it, a training set stands between the feature
-table versions it joined and the run, and registering a run's model adds run -> model version.
+started with `ws.tracking.start_run`, or a job task: `job_run <job>#<run id>/<task key>`):
+every table version it reads goes into it, every table version it writes comes out of it, a
+training set stands between the feature table versions it joined and the run, and registering
+a run's model adds run -> model version.
 The code commit an activity ran goes into it too.
 
 A table version with no recorded writer gets its lineage from the newest earlier version that
@@ -146,13 +147,13 @@ class Lineage:
     def _start(self, target: str, version: int | None, direction: Direction) -> NodeRef:
         """The node to walk from; checks the caller may read the table or model it names."""
         text = target.strip()
-        for kind in ("run", "commit"):
+        for kind in ("run", "commit", "job_run"):
             if text.startswith(f"{kind}:"):
                 ref = NodeRef(kind, text.split(":", 1)[1])
                 if not self._store.nodes([ref]):
                     raise NotFound(
                         f"No lineage recorded for {kind} '{ref.name}'. Lineage is recorded for code "
-                        "run inside ws.tracking.start_run(...)."
+                        "run inside ws.tracking.start_run(...) and for job tasks that read or write tables."
                     )
                 return ref
         if text.startswith("models:/") or "@" in text or "/" in text:

@@ -613,3 +613,46 @@ def test_max_concurrent_runs_queues_or_skips_extra_runs(sqlite_workspace: Worksp
         "skipped: 1 run(s) of the job already running (max_concurrent_runs) and its queue is disabled"
     )
     _wait_state(ws, running.run_id, {"SUCCESS"})
+
+
+def test_a_script_task_gets_its_argv_and_a_sql_file_task_runs_its_file(
+    sqlite_workspace: Workspace, project: Path
+) -> None:
+    ws = sqlite_workspace
+    (project / "scripts").mkdir()
+    (project / "scripts" / "train.py").write_text(
+        "import sys\n"
+        "from lakestack.jobs import task_values\n"
+        "import steps  # the job's folder is importable from a script too\n"
+        "task_values.set('argv', sys.argv[1:])\n"
+        "if '--fail' in sys.argv:\n"
+        "    sys.exit(3)\n"
+    )
+    (project / "sql").mkdir()
+    (project / "sql" / "one.sql").write_text("SELECT {{job.run_id}} AS run_id, 'x' AS label\n")
+    ws.jobs.create(
+        job_file(
+            project,
+            """
+            name: scripts
+            tasks:
+              - task_key: ok
+                python_task: {script: scripts/train.py, args: ["--run", "{{job.run_id}}"]}
+              - task_key: bad
+                python_task: {script: scripts/train.py, args: ["--fail"]}
+              - task_key: query
+                sql_task: {file: sql/one.sql}
+            """,
+        )
+    )
+    run = ws.jobs.run_now("scripts")
+    assert run.task("ok").state == "SUCCESS"
+    assert run.task("ok").task_values == {"argv": ["--run", str(run.run_id)]}
+    bad = run.task("bad")
+    assert (bad.state, bad.exit_code, bad.error) == ("FAILED", 3, "the task exited with code 3")
+    assert run.task("query").output == {
+        "columns": ["run_id", "label"],
+        "rows": [{"run_id": run.run_id, "label": "x"}],
+        "num_rows": 1,
+        "truncated": False,
+    }

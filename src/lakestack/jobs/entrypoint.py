@@ -90,6 +90,11 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         message = getattr(exc, "message", None) or str(exc)
         what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        if isinstance(exc, SystemExit):
+            code = exc.code
+            what = (
+                f"the task exited with code {code}" if isinstance(code, int) else f"the task exited: {code}"
+            )
         (directory / ERROR_FILE).write_text(what.splitlines()[0] if what else "")
         return exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
     if output is not None:

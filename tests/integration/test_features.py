@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
@@ -11,7 +11,7 @@ import pytest
 
 from lakestack import FeatureLookup, Workspace
 from lakestack.errors import ExpectationFailed, InvalidParameter, PrivilegeMissing, SchemaMismatch
-from lakestack.features import training
+from lakestack.features import asof, training
 
 SPEND = "dev.fs.spend"  # customer_id + ts -> spend (timestamped)
 PROFILE = "dev.fs.profile"  # customer_id -> plan (no timestamp key)
@@ -571,3 +571,284 @@ def test_training_sets_and_writes_need_grants(workspace: Workspace) -> None:
     workspace.grants.grant("MODIFY", "table", SPEND, "alice")
     assert alice.features.write_table(SPEND, new_row).version == 1
     assert workspace.features.read_table(SPEND).num_rows == 3
+
+
+# --- the fast as-of path answers exactly as the DuckDB query -----------------------------------
+
+
+def both_paths(
+    ws: Workspace, df: pa.Table, lookups: list[FeatureLookup], monkeypatch: pytest.MonkeyPatch
+) -> pa.Table:
+    """The training set through the fast path alone, checked equal (rows, values, types) to the
+    same training set through DuckDB alone."""
+    built = ws.features.create_training_set(df, lookups, label=None)
+
+    def refuse(*args: Any, **kwargs: Any) -> pa.Table:
+        raise AssertionError("the fast path declined this training set")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "_query", refuse)
+        fast = built.load_df()
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "_FAST_PATH", False)
+        duck = built.load_df()
+    assert fast.schema.equals(duck.schema)
+    assert fast.equals(duck)
+    assert fast.select(df.column_names).equals(built.df)  # every input row, in input order
+    return fast
+
+
+def random_stock(ws: Workspace, rng: Any) -> None:
+    """dev.fs.stock: (store, sku) strings + ts, written in two merges, in no particular order."""
+    stores, skus = ["s1", "s2", "s3", "s-4"], [f"sku{i}" for i in range(6)]
+    cells = {
+        (str(rng.choice(stores)), str(rng.choice(skus)), int(rng.integers(0, 60 * 24))) for _ in range(400)
+    }
+    rows = sorted(cells, key=lambda c: (c[2] * 7919 + hash(c[:2])) % 1009)  # shuffled, reproducibly
+    table = pa.table(
+        {
+            "store": [c[0] for c in rows],
+            "sku": [c[1] for c in rows],
+            "ts": [day(1) + timedelta(hours=c[2]) for c in rows],
+            "qty": [int(rng.integers(0, 100)) for _ in rows],
+            "price": [None if rng.random() < 0.1 else float(rng.normal()) for _ in rows],
+            "note": [None if rng.random() < 0.2 else f"n{i}" for i in range(len(rows))],
+        }
+    )
+    half = table.num_rows // 2
+    ws.features.create_table(
+        "dev.fs.stock", primary_keys=["store", "sku"], timestamp_key="ts", df=table.slice(0, half)
+    )
+    ws.features.write_table("dev.fs.stock", table.slice(half))
+
+
+def test_fast_path_equals_duckdb_on_multi_column_string_keys(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(3)
+    random_stock(ws, rng)
+    n = 1500
+    plus5 = timezone(timedelta(hours=5))
+    at = [
+        None
+        if rng.random() < 0.03
+        else datetime(2026, 1, 1, tzinfo=UTC)
+        + timedelta(hours=int(rng.integers(-24, 70 * 24)), minutes=int(rng.choice([0, 0, 30])))
+        for _ in range(n)
+    ]
+    df = pa.table(
+        {
+            "shop": [
+                None if rng.random() < 0.02 else str(rng.choice(["s1", "s2", "s3", "s-4", "s9"]))
+                for _ in range(n)
+            ],
+            "item": [str(rng.choice([f"sku{i}" for i in range(7)])) for _ in range(n)],  # sku6 is absent
+            "at": pa.array(
+                [None if t is None else t.astimezone(plus5) for t in at], pa.timestamp("us", tz="+05:00")
+            ),
+        }
+    )
+    lookup = FeatureLookup("dev.fs.stock", ["shop", "item"], timestamp_lookup_key="at")
+    windows = [None, timedelta(0), timedelta(hours=6), timedelta(days=2)]
+    lookups = [
+        dataclasses.replace(
+            lookup,
+            lookback_window=w,
+            rename_outputs={f: f"{f}_{i}" for f in ("qty", "price", "note")},
+            default_values={"qty": -1, "note": "none"} if i % 2 else None,
+        )
+        for i, w in enumerate(windows)
+    ]
+    out = both_paths(ws, df, lookups, monkeypatch)
+    assert out.column("qty_0").null_count < n  # some hits
+    assert out.column("qty_1").to_pylist().count(-1) > 0  # some misses, filled by the default
+    assert out.column("note_3").null_count > 0  # stored NULLs stay NULL under a default
+
+
+def test_fast_path_equals_duckdb_without_timestamps_and_for_the_newest_row(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(5)
+    random_stock(ws, rng)
+    ws.features.create_table(
+        "dev.fs.shops",  # no timestamp key, string key
+        primary_keys="store",
+        df=pa.table({"store": ["s2", "s1", "s3"], "city": ["Oslo", None, "Rome"], "size": [3, 1, 2]}),
+    )
+    n = 500
+    df = pa.table(
+        {
+            "shop": [str(rng.choice(["s1", "s2", "s3", "s-4", "s9"])) for _ in range(n)],
+            "item": [str(rng.choice([f"sku{i}" for i in range(7)])) for _ in range(n)],
+            "cid": pa.array(
+                [None if rng.random() < 0.05 else int(rng.integers(0, 4)) for _ in range(n)], pa.int32()
+            ),
+            # pandas' unit, nanoseconds: the training set keeps microseconds
+            "at": pa.array(
+                (
+                    np.datetime64("2026-01-01", "ns")
+                    + rng.integers(0, 12 * 86_400 * 10**9, n).astype("timedelta64[ns]")
+                ),
+                pa.timestamp("ns"),
+            ),
+        }
+    )
+    lookups = [
+        FeatureLookup("dev.fs.shops", "shop", default_values={"size": 0}),
+        FeatureLookup("dev.fs.stock", ["shop", "item"], feature_names=["qty"]),  # each key's newest row
+        spend_asof(lookback_window=timedelta(days=3)),  # int32 keys against int64, ns against us
+        FeatureLookup(PROFILE, "cid"),  # int keys, no timestamp key
+    ]
+    out = both_paths(ws, df, lookups, monkeypatch)
+    assert set(out.column("city").to_pylist()) == {"Oslo", "Rome", None}
+    assert out.column("spend").null_count < n
+
+
+def test_fast_path_equals_duckdb_on_the_hand_built_cases(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.features.write_table(
+        SPEND, pa.table({"customer_id": [2], "ts": [day(7)], "spend": pa.array([None], pa.float64())})
+    )
+    at = [
+        day(1) - timedelta(microseconds=1),
+        day(1),
+        day(2),
+        day(5),
+        day(5, 1),
+        day(7),
+        day(9),
+        day(30),
+        None,
+    ]
+    df = labels([1, 1, 2, 1, 1, 2, 1, 1, None] * 2, at * 2, tz="Asia/Tokyo")
+    lookups = [
+        spend_asof(),
+        spend_asof(
+            rename_outputs={"spend": "exact"}, lookback_window=timedelta(0), default_values={"spend": 0}
+        ),
+        spend_asof(
+            rename_outputs={"spend": "week"},
+            lookback_window=timedelta(days=7),
+            default_values={"spend": -1.5},
+        ),
+        FeatureLookup(SPEND, "cid", rename_outputs={"spend": "newest"}),
+        FeatureLookup(PROFILE, "cid", default_values={"plan": "none"}),
+    ]
+    out = both_paths(ws, df, lookups, monkeypatch)
+    assert out.column("spend").to_pylist()[:9] == [None, 11.0, None, 51.0, 51.0, None, 91.0, 91.0, None]
+    assert out.column("exact").to_pylist()[:9] == [0.0, 11.0, 0.0, 51.0, 0.0, None, 91.0, 0.0, 0.0]
+
+
+def test_what_the_fast_path_does_not_handle_goes_through_duckdb(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    query = training._query
+
+    def counted(*args: Any, **kwargs: Any) -> pa.Table:
+        calls.append(1)
+        return query(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_query", counted)
+    ws.features.create_table(
+        "dev.fs.rates", primary_keys="rate", df=pa.table({"rate": [0.5, 1.5], "band": ["low", "high"]})
+    )
+    floats = pa.table({"r": [1.5, 0.5, 2.0]})  # float keys: DuckDB's equality, not the fast path's
+    assert column(ws, floats, [FeatureLookup("dev.fs.rates", "r")], "band") == ["high", "low", None]
+    assert len(calls) == 1
+    dated = pa.table({"cid": [1, 1], "at": pa.array([day(5).date(), day(6).date()], pa.date32())})
+    assert column(ws, dated, [spend_asof()], "spend") == [51.0, 51.0]  # date input timestamps: DuckDB
+    assert len(calls) == 2
+    # an appended row repeats (customer 1, day 5): no longer a feature table's shape
+    ws.tables.write(SPEND, pa.table({"customer_id": [1], "ts": [day(5)], "spend": [52.0]}))
+    assert column(ws, labels([2], [day(4)]), [spend_asof()], "spend") == [32.0]
+    assert len(calls) == 3
+
+
+def test_fast_path_equals_duckdb_on_keys_and_times_that_spread_far(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(11)
+    # ids far apart (no offset coding) and five centuries of timestamps: the packed key would not
+    # fit in 62 bits with the times as offsets, so they are ranked
+    ids = [int(i) for i in rng.choice(2**60, size=300, replace=False)]
+    years = [int(y) for y in rng.integers(1700, 2250, size=2000)]
+    cells = sorted({(int(rng.choice(ids)), datetime(y, 1, 1, int(rng.integers(0, 24)))) for y in years})
+    ws.features.create_table(
+        "dev.fs.far",
+        primary_keys=["id", "region"],
+        timestamp_key="ts",
+        df=pa.table(
+            {
+                "id": [c[0] for c in cells],
+                "region": [c[0] % 3 for c in cells],
+                "ts": [c[1] for c in cells],
+                "v": list(range(len(cells))),
+            }
+        ),
+    )
+    n = 1000
+    df = pa.table(
+        {
+            "id": [int(rng.choice(ids)) if rng.random() < 0.9 else 5 for _ in range(n)],
+            "region": [int(rng.integers(0, 3)) for _ in range(n)],
+            "at": [datetime(int(y), 6, 1) for y in rng.integers(1690, 2260, size=n)],
+        }
+    )
+    lookups = [
+        FeatureLookup("dev.fs.far", ["id", "region"], timestamp_lookup_key="at"),
+        FeatureLookup(
+            "dev.fs.far",
+            ["id", "region"],
+            timestamp_lookup_key="at",
+            lookback_window=timedelta(days=3650),
+            rename_outputs={"v": "v10"},
+        ),
+    ]
+    out = both_paths(ws, df, lookups, monkeypatch)
+    assert 0 < out.column("v").null_count < n and out.column("v10").null_count > out.column("v").null_count
+    monkeypatch.setattr(asof, "RADIX_LIMIT", 4)  # combined key codes renumbered after each column
+    assert both_paths(ws, df, lookups, monkeypatch).equals(out)
+
+
+def test_fast_path_equals_duckdb_on_date_binary_and_boolean_keys(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.features.create_table(
+        "dev.fs.mixed",
+        primary_keys=["d", "b", "flag"],
+        timestamp_key="ts",
+        df=pa.table(
+            {
+                "d": pa.array([day(1).date(), day(1).date(), day(2).date(), day(2).date()], pa.date32()),
+                "b": pa.array([b"x", b"y", b"x", b"x"], pa.binary()),
+                "flag": [True, False, True, True],
+                "ts": [day(3), day(3), day(3), day(6)],
+                "v": [1, 2, 3, 4],
+            }
+        ),
+    )
+    ws.features.create_table(
+        "dev.fs.byday",
+        primary_keys="d",
+        df=pa.table({"d": pa.array([day(1).date(), day(3).date()], pa.date32()), "w": ["one", "three"]}),
+    )
+    df = pa.table(
+        {
+            "d": pa.array([day(d).date() for d in (1, 1, 2, 2, 3, 2)], pa.date32()),
+            "b": pa.array([b"x", b"y", b"x", b"x", b"x", b"z"], pa.large_binary()),
+            "flag": [True, False, True, True, True, True],
+            "at": [day(4), day(2), day(5), day(7), day(7), day(7)],
+        }
+    )
+    lookups = [
+        FeatureLookup("dev.fs.mixed", ["d", "b", "flag"], timestamp_lookup_key="at"),
+        FeatureLookup("dev.fs.byday", "d"),
+    ]
+    out = both_paths(ws, df, lookups, monkeypatch)
+    assert out.column("v").to_pylist() == [1, None, 3, 4, None, None]
+    assert out.column("w").to_pylist() == ["one", "one", None, None, "three", None]

@@ -656,3 +656,45 @@ def test_a_script_task_gets_its_argv_and_a_sql_file_task_runs_its_file(
         "num_rows": 1,
         "truncated": False,
     }
+
+
+def test_ctrl_c_in_a_waiting_caller_cancels_the_run_and_kills_its_tasks(
+    sqlite_workspace: Workspace, project: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    ws = sqlite_workspace
+    pid_file = tmp_path / "task.pid"
+    ws.jobs.create(
+        job_file(
+            project,
+            f"""
+            name: interrupted
+            tasks:
+              - task_key: t
+                python_task:
+                  function: "steps:pid_then_sleep"
+                  parameters: {{pid_file: "{pid_file}", attempt: 1}}
+              - {{task_key: later, depends_on: [{{task_key: t}}], python_task: {{function: "steps:noop"}}}}
+            """,
+        )
+    )
+    caller = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from lakestack import Workspace; "
+            f"Workspace.open({str(ws.folder)!r}).jobs.run_now('interrupted')",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    task_pid = wait_for_file(pid_file, 30)
+    caller.send_signal(signal.SIGINT)
+    _, stderr = caller.communicate(timeout=30)
+    assert "KeyboardInterrupt" in stderr
+    run = ws.jobs.runs("interrupted")[0]
+    assert (run.state, run.error) == ("CANCELED", "interrupted (Ctrl-C)")
+    assert states(run) == {"t": "CANCELED", "later": "CANCELED"}
+    assert not alive(task_pid)

@@ -186,8 +186,12 @@ class Runner:
         try:
             timed_out = self._drive(todo)
         except BaseException as exc:
+            # `_drive` has killed the running attempts already; nothing is left behind.
             self._finish_unstarted("CANCELED")
-            self._store.set_run_state(self._run_id, "FAILED", error=f"the runner stopped: {exc!r}")
+            if isinstance(exc, KeyboardInterrupt):
+                self._store.set_run_state(self._run_id, "CANCELED", error="interrupted (Ctrl-C)")
+            else:
+                self._store.set_run_state(self._run_id, "FAILED", error=f"the runner stopped: {exc!r}")
             raise
         return self._finish(timed_out)
 
@@ -217,33 +221,42 @@ class Runner:
         """Start tasks as their dependencies end; returns whether the job's timeout passed."""
         waiting = list(todo)
         running: dict[Future[str], str] = {}
+        with ThreadPoolExecutor(self._parallelism, thread_name_prefix=f"job-run-{self._run_id}") as pool:
+            try:
+                return self._loop(pool, waiting, running)
+            except BaseException:
+                # Stop running attempts (Ctrl-C, a bug): the pool's shutdown waits for them.
+                self._cancel.set()
+                raise
+
+    def _loop(self, pool: ThreadPoolExecutor, waiting: list[Task], running: dict[Future[str], str]) -> bool:
+        """Start tasks whose dependencies ended, until none is waiting or running."""
         next_poll = 0.0
         timed_out = False
-        with ThreadPoolExecutor(self._parallelism, thread_name_prefix=f"job-run-{self._run_id}") as pool:
-            while waiting or running:
-                now = time.monotonic()
-                if now >= next_poll and not self._cancel.is_set():
-                    next_poll = now + CANCEL_POLL_SECONDS
-                    if self._store.cancel_requested(self._run_id):
-                        self._cancel.set()
-                if self._deadline is not None and now >= self._deadline:
-                    # Running attempts stop on their own: their timeout is capped at the job's.
-                    timed_out = True
-                if self._cancel.is_set() or timed_out:
-                    for task in waiting:
-                        self._set_task(task.task_key, "CANCELED")
-                    waiting = []
-                for task in [t for t in waiting if self._ready(t)]:
-                    waiting.remove(task)
-                    self._start_task(task, pool, running)
-                if not running:
-                    if waiting and not any(self._ready(t) for t in waiting):
-                        raise JobError(f"job run {self._run_id}: tasks wait on tasks that never run")
-                    continue
-                done, _ = wait(list(running), timeout=CANCEL_POLL_SECONDS, return_when=FIRST_COMPLETED)
-                for future in done:
-                    running.pop(future)
-                    future.result()  # a bug in the attempt loop surfaces here, not silently
+        while waiting or running:
+            now = time.monotonic()
+            if now >= next_poll and not self._cancel.is_set():
+                next_poll = now + CANCEL_POLL_SECONDS
+                if self._store.cancel_requested(self._run_id):
+                    self._cancel.set()
+            if self._deadline is not None and now >= self._deadline:
+                # Running attempts stop on their own: their timeout is capped at the job's.
+                timed_out = True
+            if self._cancel.is_set() or timed_out:
+                for task in waiting:
+                    self._set_task(task.task_key, "CANCELED")
+                waiting = []
+            for task in [t for t in waiting if self._ready(t)]:
+                waiting.remove(task)
+                self._start_task(task, pool, running)
+            if not running:
+                if waiting and not any(self._ready(t) for t in waiting):
+                    raise JobError(f"job run {self._run_id}: tasks wait on tasks that never run")
+                continue
+            done, _ = wait(list(running), timeout=CANCEL_POLL_SECONDS, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.pop(future)
+                future.result()  # a bug in the attempt loop surfaces here, not silently
         return timed_out
 
     def _ready(self, task: Task) -> bool:

@@ -6,14 +6,21 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from tests.e2e.test_cli import EXIT, lakestack, ok
 from tests.integration.jobs_project import make_project
+
+from lakestack import Workspace
 
 RUN_NOT_SUCCESSFUL = 8
 
 
-def test_create_run_inspect_and_repair_a_job_from_the_cli(tmp_path: Path) -> None:
+@pytest.fixture
+def nightly(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A workspace (made in-process: faster than the CLI), a job folder, and the flag file its
+    second task needs to succeed. Returns (workspace, project, flag)."""
     ws = tmp_path / "ws"
+    Workspace.init(ws).close()
     project = make_project(tmp_path / "project")
     flag = tmp_path / "ready"
     (project / "job.yml").write_text(
@@ -28,11 +35,14 @@ tasks:
     python_task: {{function: "steps:needs_file", parameters: {{path: "{flag}"}}}}
 """
     )
+    return ws, project, flag
+
+
+def test_create_run_inspect_and_repair_a_job_from_the_cli(nightly: tuple[Path, Path, Path]) -> None:
+    ws, project, flag = nightly
     (project / "broken.yml").write_text(
         "name: broken\ntasks: [{task_key: a, python_task: {function: nope}}]\n"
     )
-    ok("workspace", "init", ws=ws)
-
     bad = lakestack("jobs", "create", str(project / "broken.yml"), ws=ws)
     assert bad.returncode == EXIT["invalid"]
     assert "broken.yml:2:37: tasks[0].python_task.function: function must look like" in bad.stderr
@@ -56,17 +66,23 @@ tasks:
     assert repaired["state"] == "SUCCESS" and repaired["repair_count"] == 1
     assert [t["attempt"] for t in repaired["tasks"]] == [1, 2]
 
+
+def test_run_with_a_table_or_in_the_background_from_the_cli(nightly: tuple[Path, Path, Path]) -> None:
+    ws, project, flag = nightly
+    flag.write_text("")
+    ok("jobs", "create", str(project / "job.yml"), ws=ws)
+
     table = ok("jobs", "run", "nightly", ws=ws)
     assert "SUCCESS" in table and "n=2" in table
 
     started = json.loads(ok("jobs", "run", "nightly", "--no-wait", "--json", ws=ws))
     deadline = time.monotonic() + 60
-    while True:
-        state = json.loads(ok("jobs", "get-run", str(started["run_id"]), "--json", ws=ws))["state"]
-        if state == "SUCCESS":
-            break
-        assert state in ("PENDING", "QUEUED", "RUNNING") and time.monotonic() < deadline, state
-        time.sleep(0.5)
+    with Workspace.open(ws) as opened:  # poll in-process: a CLI call per poll is slow
+        while (state := opened.jobs.get_run(started["run_id"]).state) != "SUCCESS":
+            assert state in ("PENDING", "QUEUED", "RUNNING") and time.monotonic() < deadline, state
+            time.sleep(0.2)
+    shown = json.loads(ok("jobs", "get-run", str(started["run_id"]), "--json", ws=ws))
+    assert shown["state"] == "SUCCESS" and shown["started_by"] == "admin"
 
     missing = lakestack("jobs", "run", "nightly", "--param", "m=1", ws=ws)
     assert missing.returncode == EXIT["invalid"] and "has no parameter 'm'" in missing.stderr

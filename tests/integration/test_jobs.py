@@ -642,10 +642,14 @@ def test_a_script_task_gets_its_argv_and_a_sql_file_task_runs_its_file(
                 python_task: {script: scripts/train.py, args: ["--fail"]}
               - task_key: query
                 sql_task: {file: sql/one.sql}
+              - task_key: elsewhere
+                compute: ray
+                python_task: {function: "steps:noop"}
             """,
         )
     )
     run = ws.jobs.run_now("scripts")
+    assert run.task("elsewhere").error == "compute 'ray' is not available yet; use compute: local."
     assert run.task("ok").state == "SUCCESS"
     assert run.task("ok").task_values == {"argv": ["--run", str(run.run_id)]}
     bad = run.task("bad")

@@ -26,7 +26,7 @@ EPILOG = (
 app = typer.Typer(
     name="lakestack",
     help="The lakehouse MLOps platform on your machine: governed Delta tables, SQL, grants, "
-    "feature tables, MLflow runs and models.\n\n"
+    "feature tables, MLflow runs and models, multi-task jobs.\n\n"
     "Start with: lakestack -w ./ws workspace init",
     epilog=EPILOG,
     no_args_is_help=True,

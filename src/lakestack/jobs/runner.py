@@ -371,6 +371,7 @@ class Runner:
         self._set_task(key, "RUNNING", log_dir=str(directory))
         try:
             settings = self._resolved_settings(task)
+            executor = self._executor or executor_for(self._spec.compute_for(key))
         except LakestackError as exc:
             result = AttemptResult("FAILED", None, exc.message)
             self._set_task(key, "FAILED", error=result.error)
@@ -380,7 +381,6 @@ class Runner:
         if self._deadline is not None:
             left = max(0.0, self._deadline - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
-        executor = self._executor or executor_for(self._spec.compute_for(key))
         result = executor.run(
             Attempt(
                 self._run_id,

@@ -491,6 +491,9 @@ def test_job_grants_govern_who_sees_runs_and_repairs(workspace: Workspace, proje
     assert alice.jobs.list() == []
     workspace.grants.grant("CAN_VIEW", "job", "nightly", "alice")
     assert [j.name for j in alice.jobs.list()] == ["nightly"]
+    assert [(g.principal, g.privilege) for g in alice.grants.show("job", "nightly")] == [
+        ("alice", "CAN_VIEW")
+    ]
     with pytest.raises(PrivilegeMissing, match="lacks CAN_MANAGE_RUN on job 'nightly'") as denied:
         alice.jobs.run_now("nightly")
     assert "lakestack grants grant CAN_MANAGE_RUN job nightly alice" in denied.value.message

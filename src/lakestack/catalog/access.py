@@ -4,7 +4,9 @@ Rules (as in Unity Catalog):
 - admins may do anything; owners have every privilege on what they own and everything below it;
 - a privilege granted on a catalog or schema applies to every object below it;
 - reaching an object also needs USE_CATALOG on its catalog and USE_SCHEMA on its schema;
-- ALL_PRIVILEGES stands for every privilege; granting needs MANAGE (or ownership).
+- ALL_PRIVILEGES stands for every privilege; granting needs MANAGE (or ownership);
+- jobs have no parent; their privileges are ordered as in Databricks: CAN_VIEW < CAN_MANAGE_RUN
+  < MANAGE, each implied by the ones after it (`privileges.IMPLIED_BY`).
 """
 
 from __future__ import annotations
@@ -328,4 +330,7 @@ class AccessControl:
 
 
 def _usage_or_select(kind: str) -> Privilege:
+    """What showing the grants on a securable needs: using it, reading it, or seeing a job."""
+    if kind == "job":
+        return Privilege.CAN_VIEW
     return USAGE.get(kind, Privilege.SELECT)

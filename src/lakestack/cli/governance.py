@@ -12,7 +12,8 @@ from lakestack.cli.context import workspace
 from lakestack.cli.output import JsonFlag, console, emit, errors, ok, print_json
 
 grants = typer.Typer(
-    help="Privileges on catalogs, schemas and tables; granted on a parent, they apply to everything inside.",
+    help="Privileges on catalogs, schemas, tables, models and jobs; granted on a parent, they apply to "
+    "everything inside.",
     no_args_is_help=True,
 )
 principals = typer.Typer(help="Users, groups and service principals.", no_args_is_help=True)
@@ -22,8 +23,10 @@ tokens = typer.Typer(
 audit = typer.Typer(help="The audit log: every checked call, allowed or denied.", no_args_is_help=True)
 
 PrivilegeArg = Annotated[str, typer.Argument(help=", ".join(p.value for p in Privilege) + ".")]
-Kind = Annotated[str, typer.Argument(help="catalog, schema or table.")]
-Securable = Annotated[str, typer.Argument(help="Its name: dev, dev.churn or dev.churn.features.")]
+Kind = Annotated[str, typer.Argument(help="catalog, schema, table, model or job.")]
+Securable = Annotated[
+    str, typer.Argument(help="Its name: dev, dev.churn, dev.churn.features, or a job's name.")
+]
 
 
 @grants.command("grant")

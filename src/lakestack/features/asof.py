@@ -27,6 +27,7 @@ is the row's and it is within the lookback window. Features are gathered in that
 from __future__ import annotations
 
 import builtins
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from lakestack.tables.sandbox import sandboxed_connection
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from lakestack.features.training import _Plan
@@ -76,7 +79,10 @@ def lookup_columns(
                 columns += _lookup(rows, plan, stored, planned, orders)
             del stored  # before the next table is read
         return columns
-    except Exception:  # Unsupported, or a case it did not foresee: DuckDB gives the answer or the error
+    except MemoryError:
+        raise  # the DuckDB path would need as much again: say so instead of trying
+    except Exception as exc:  # unsupported or unforeseen: DuckDB gives the answer or the error
+        log.debug("training set: binary-search as-of join declined (%s); DuckDB joins instead", exc)
         return None
 
 

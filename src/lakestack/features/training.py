@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -239,7 +240,7 @@ def _join(tables: Tables, rows: pa.Table, plans: builtins.list[_Plan]) -> pa.Tab
         # DuckDB's own Parquet reader is the fast path. Where it refuses what the Arrow dataset
         # reads (a column no file holds yet, a partition column, a file it cannot parse), the
         # Arrow scan below gives the answer, or the error the user sees.
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(duckdb.Error):
             found = _query(rows, plans, datasets, files)
     if found is None:
         try:

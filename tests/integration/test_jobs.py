@@ -705,3 +705,40 @@ def test_ctrl_c_in_a_waiting_caller_cancels_the_run_and_kills_its_tasks(
     assert (run.state, run.error) == ("CANCELED", "interrupted (Ctrl-C)")
     assert states(run) == {"t": "CANCELED", "later": "CANCELED"}
     assert not alive(task_pid)
+
+
+def test_a_killed_runner_leaves_no_task_running(
+    sqlite_workspace: Workspace, project: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    ws = sqlite_workspace
+    pid_file = tmp_path / "task.pid"
+    ws.jobs.create(
+        job_file(
+            project,
+            f"""
+            name: orphan
+            tasks:
+              - task_key: t
+                python_task:
+                  function: "steps:pid_then_sleep"
+                  parameters: {{pid_file: "{pid_file}", attempt: 1}}
+            """,
+        )
+    )
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from lakestack import Workspace; Workspace.open({str(ws.folder)!r}).jobs.run_now('orphan')",
+        ]
+    )
+    task_pid = wait_for_file(pid_file, 30)
+    runner.kill()
+    runner.wait()
+    deadline = time.monotonic() + 5
+    while alive(task_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(task_pid), "the task outlived its runner"

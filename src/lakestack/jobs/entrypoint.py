@@ -8,19 +8,25 @@ return value), `values.json` (task values, written by `task_values.set`) and, on
 The task acts as the run's principal. Lineage records the table versions it reads and writes
 as inputs and outputs of the node `job_run <job>#<run_id>/<task_key>`; the workspace is opened
 on the first table access (or for a SQL task), so a task that touches no table starts fast.
+
+When `LAKESTACK_RUNNER_PID` is set (the local executor sets it), the task kills its own process
+group as soon as that process is gone, so a killed runner leaves no task running.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakestack.jobs.executors.base import ERROR_FILE
+from lakestack.jobs.executors.base import ERROR_FILE, RUNNER_PID_ENV
 from lakestack.jobs.task_values import TASK_DIR_ENV, TASK_FILE
 from lakestack.tables import observe
 
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
     from lakestack.workspace import Workspace
 
 OUTPUT_FILE = "output.json"
+PARENT_POLL_SECONDS = 0.5
 
 
 class _TaskContext:
@@ -80,8 +87,24 @@ def run(directory: Path) -> dict[str, Any] | None:
         return None
 
 
+def _die_with_parent(parent: int) -> None:
+    """Kill this task's process group if the process that started it dies (its runner was
+    killed): a task must not run on, unseen, with nobody to record its end."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            if os.getppid() != parent:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="lakestack-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     directory = Path(argv[0])
+    parent = os.environ.get(RUNNER_PID_ENV)
+    if parent and parent.isdigit():
+        _die_with_parent(int(parent))
     try:
         output = run(directory)
     except BaseException as exc:

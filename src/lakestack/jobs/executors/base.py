@@ -25,6 +25,8 @@ ENTRYPOINT = "lakestack.jobs.entrypoint"
 STDOUT = "stdout.log"
 STDERR = "stderr.log"
 ERROR_FILE = "error.txt"
+#: The runner's pid, for a task process started as its child: the task ends when it is gone.
+RUNNER_PID_ENV = "LAKESTACK_RUNNER_PID"
 
 Ended = Literal["SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"]
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from lakestack.jobs.executors.base import (
     ENTRYPOINT,
+    RUNNER_PID_ENV,
     STDERR,
     STDOUT,
     Attempt,
@@ -40,7 +41,7 @@ class LocalExecutor(Executor):
     def run(self, attempt: Attempt, stop: Callable[[], bool]) -> AttemptResult:
         """Start the attempt's process group, wait for it, and kill it on timeout or stop."""
         directory = attempt.directory
-        env = {**os.environ, **attempt.env}
+        env = {**os.environ, **attempt.env, RUNNER_PID_ENV: str(os.getpid())}
         with (directory / STDOUT).open("wb") as out, (directory / STDERR).open("wb") as err:
             process = subprocess.Popen(
                 [sys.executable, "-m", ENTRYPOINT, str(directory)],

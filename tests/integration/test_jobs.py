@@ -124,6 +124,10 @@ def test_parameters_and_run_values_resolve_and_unknown_parameters_are_refused(
     run = ws.jobs.run_now("params", {"who": "alice"})
     assert run.task("t").task_values == {"greeting": f"hello alice run {run.run_id} #1"}
     assert run.parameters["day"] == run.created_at.date().isoformat()
+    literal = ws.jobs.run_now("params", {"who": "{{tasks.t.values.x}}", "day": "monday"})
+    assert literal.parameters == {"who": "{{tasks.t.values.x}}", "day": "monday"}
+    greeting = "hello {{tasks.t.values.x}} run " + f"{literal.run_id} #1"
+    assert literal.task("t").task_values == {"greeting": greeting}  # given values are not resolved
     with pytest.raises(
         InvalidParameter, match=r"Job 'params' has no parameter 'whom' \(parameters: day, who\)"
     ):

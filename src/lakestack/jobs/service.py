@@ -241,7 +241,8 @@ class Jobs:
     ) -> RunInfo:
         """Start a run (needs CAN_MANAGE_RUN); with `wait`, run it to its end here and return it.
 
-        `parameters` override the job's defaults (unknown names are refused). Without `wait`,
+        `parameters` override the job's defaults (unknown names are refused) and are taken as
+        written; defaults may use run values such as `{{job.start_time.iso_date}}`. Without `wait`,
         the run goes on in a thread of this process and the returned run is PENDING or RUNNING.
         `detach` is a command that drives the run in a process of its own (the run id is
         appended; it outlives this process), e.g. `lakestack jobs drive`: the run is returned
@@ -285,9 +286,10 @@ class Jobs:
                     ),
                 )
             )
-            for key, value in {**defaults, **given}.items()
+            for key, value in defaults.items()
+            if key not in given  # a value given for the run is taken as written
         }
-        self._store.update_run(run_id, parameters=resolved)
+        self._store.update_run(run_id, parameters={**resolved, **given})
         if detach:
             _detach(detach, run_id, runs_folder(self._folder) / str(run_id))
             return self.get_run(run_id)

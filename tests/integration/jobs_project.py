@@ -14,7 +14,7 @@ STEPS = textwrap.dedent(
     import time
     from pathlib import Path
 
-    from lakestack.jobs import task_values
+    from lakestack.jobs import context, task_values
 
 
     def noop():
@@ -78,11 +78,13 @@ STEPS = textwrap.dedent(
 
 
     def write_table(table):
-        from lakestack import Workspace
         import pyarrow as pa
 
-        ws = Workspace.open(os.environ["LAKESTACK_HOME"])
-        ws.tables.write(table, pa.table({"id": [1, 2, 3]}), mode="overwrite")
+        context.workspace().tables.write(table, pa.table({"id": [1, 2, 3]}), mode="overwrite")
+
+
+    def whoami():
+        task_values.set("principal", context.workspace().caller.name)
     """
 )
 

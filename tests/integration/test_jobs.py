@@ -514,10 +514,12 @@ def test_job_grants_govern_who_sees_runs_and_repairs(workspace: Workspace, proje
         bob.jobs.get_run(run.run_id)
     mine = bob.jobs.create(
         job_file(
-            project, "name: bobs\ntasks: [{task_key: t, python_task: {function: 'steps:noop'}}]\n", "b.yml"
+            project, "name: bobs\ntasks: [{task_key: t, python_task: {function: 'steps:whoami'}}]\n", "b.yml"
         )
     )
-    assert mine.owner == "bob" and bob.jobs.run_now("bobs").run_as == "bob"
+    bobs_run = bob.jobs.run_now("bobs")
+    assert mine.owner == "bob" and bobs_run.run_as == "bob"
+    assert bobs_run.task("t").task_values == {"principal": "bob"}  # task code acts as the run's principal
     events = workspace.audit.list(action="jobs.", denied_only=True)
     assert {(e.principal, e.action, e.privilege) for e in events} >= {
         ("alice", "jobs.get", "CAN_VIEW"),

@@ -26,6 +26,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakestack.jobs import context as job_context
 from lakestack.jobs.executors.base import ERROR_FILE, RUNNER_PID_ENV
 from lakestack.jobs.task_values import TASK_DIR_ENV, TASK_FILE
 from lakestack.tables import observe
@@ -78,6 +79,7 @@ def run(directory: Path) -> dict[str, Any] | None:
     settings = task["settings"]
     with ExitStack() as stack:
         context = _TaskContext(task, stack)
+        job_context._opener = context.workspace
         stack.enter_context(observe.listening(context.first_access))
         if task["kind"] == "sql":
             return tasks.sql_output(context.workspace().sql(settings["query"]))

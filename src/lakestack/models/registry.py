@@ -169,6 +169,9 @@ class ModelRegistry:
     def _uri_for_mlflow(self) -> None:
         import mlflow
 
+        # MLflow 3 resolves a version's logged model through the (process-global) tracking
+        # store too, so a process that only loads or scores must point both at this workspace.
+        mlflow.set_tracking_uri(self._uri)
         mlflow.set_registry_uri(self._uri)
 
     # --- registering -----------------------------------------------------------------------

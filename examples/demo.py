@@ -288,46 +288,39 @@ def grants_moment(ws: Workspace) -> None:
 ACTIVITY = "dev.churn.customer_activity"
 PROFILE = "dev.churn.customer_profile"
 
-# Weekly snapshots of each customer's last 28 days, computed only from data before the snapshot:
-# a feature at time t must never see what happened after t.
-ACTIVITY_SQL = """
-WITH weeks AS (SELECT unnest(generate_series(?::TIMESTAMPTZ, ?::TIMESTAMPTZ, INTERVAL 7 DAY)) AS ts)
-SELECT t.customer_id, w.ts,
-       round(sum(t.amount), 2) AS spend_28d,
-       count(*) AS purchases_28d,
-       count(*) FILTER (WHERE t.status = 'refunded') AS refunds_28d
-FROM weeks AS w
-JOIN dev.silver.transactions AS t ON t.ts < w.ts AND t.ts >= w.ts - INTERVAL 28 DAY
-WHERE t.customer_id IS NOT NULL
-GROUP BY ALL
-"""
+JOB_FILE = Path(__file__).resolve().parent / "churn_job" / "job.yml"
+MODEL = "dev.churn.model"
 
 
-def build_features(ws: Workspace, data: RetailData) -> None:
-    """The feature job: two feature tables computed from silver, inside a tracked run (lineage)."""
-    step("Feature job: weekly activity and customer profile as feature tables")
-    ws.schemas.create("dev.churn", comment="Features and training data for churn prediction")
-    first, last = data.start + timedelta(days=28), data.end
-    with ws.tracking.start_run("churn", run_name="feature_job") as run:
-        activity = ws.sql(ACTIVITY_SQL, [first, last])
-        ws.features.create_table(
-            ACTIVITY, primary_keys="customer_id", timestamp_key="ts", df=activity,
-            description="Spend, purchases and refunds over the 28 days before each weekly snapshot",
-        )  # fmt: skip
-        profile = ws.tables.read(BRONZE_CUSTOMERS, columns=["customer_id", "plan", "country", "age"])
-        ws.features.create_table(
-            PROFILE, primary_keys="customer_id", df=profile, description="Who the customer is"
-        )
-    for name in (ACTIVITY, PROFILE):
-        table = ws.features.get_table(name)
-        keys = " + ".join(table.primary_keys)
-        console.print(f"{name}: key {keys}; features {', '.join(table.features)}")
-    console.print(f"written by run {run.info.run_id[:12]} (feature_job), which recorded what it read")
+def run_pipeline_job(ws: Workspace, data: RetailData) -> None:
+    """The feature and training steps as a job (examples/churn_job): each task in its own process."""
+    step("Job: features -> train -> good enough? -> promote, each task in its own process")
+    job = ws.jobs.create(JOB_FILE)
+    parameters = {
+        "start": data.start.isoformat(),
+        "end": data.end.isoformat(),
+        "label_date": (data.end - timedelta(days=45)).isoformat(),
+    }
+    console.print(f"created job '{job.name}' from examples/churn_job/job.yml (tasks in pipeline.py)")
+    run = ws.jobs.run_now(job.name, parameters)
+    table = Table("task", "state", "attempt", "seconds", "task values / output", title=f"run {run.run_id}")
+    for task in run.tasks:
+        shown = task.task_values or task.output or task.condition_outcome or ""
+        seconds = f"{task.duration_seconds:.1f}" if task.duration_seconds is not None else "-"
+        table.add_row(task.task_key, task.state, str(task.attempt), seconds, escape(str(shown)))
+    console.print(table)
+    if run.state != "SUCCESS":
+        raise SystemExit(f"the job ended {run.state}: see lakestack jobs logs {run.run_id} TASK")
+    values = run.task("train").task_values
+    console.print(
+        f"train: test AUC {values['test_auc']:.3f} on {values['labels']:,} labels; "
+        f"registered {values['model_uri']}, handed to promote as {{{{tasks.train.values.model_uri}}}}"
+    )
 
 
 def training_set(ws: Workspace, data: RetailData) -> TrainingSet:
     """Labels at one moment, features as they were just before it: no leakage from the future."""
-    step("Training set: churn labels joined with features as of each label's time")
+    step("Training set: churn labels joined with the job's features as of each label's time")
     labels = churn_labels(data.customers, data.transactions, as_of=data.end - timedelta(days=45))
     training = ws.features.create_training_set(
         labels,
@@ -357,45 +350,12 @@ def training_set(ws: Workspace, data: RetailData) -> TrainingSet:
     return training
 
 
-MODEL = "dev.churn.model"
-
-
-def train_and_register(ws: Workspace, training: TrainingSet, data: RetailData) -> None:
-    """Train LightGBM in a tracked run, log it with its feature spec, register it as champion."""
-    step(f"Model: train LightGBM, log it with its features, register {MODEL}@champion")
+def score(ws: Workspace, data: RetailData) -> None:
+    """Batch scoring with the champion: only keys and a time go in."""
+    step(f"Scoring: {MODEL}@champion looks its features up by key")
     import logging
-    import warnings
 
-    import lightgbm
-    import mlflow
-
-    # MLflow is chatty (store creation, schema hints); the demo shows what matters.
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="mlflow")
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import train_test_split
-
-    params = {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 15, "verbose": -1}
-    with ws.tracking.start_run("churn", run_name="lightgbm", params=params) as run:
-        frame = training.load_df(to="pandas")  # inside the run: lineage links it to the training set
-        X, y = frame.drop(columns=["churned"]), frame["churned"].astype(int)
-        X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=0.3, random_state=SEED, stratify=y
-        )
-        model = lightgbm.LGBMClassifier(random_state=SEED, **params).fit(X_train, y_train)
-        auc = roc_auc_score(y_test, model.predict_proba(X_test)[:, 1])
-        mlflow.log_metric("test_auc", auc)
-        logged = ws.models.log_model(
-            model, "lightgbm", training_set=training, registered_model_name=MODEL,
-            pip_requirements=["lightgbm", "scikit-learn"],
-        )  # fmt: skip
-    assert logged.registered_version is not None
-    ws.models.set_alias(MODEL, "champion", logged.registered_version)
-    inputs = ", ".join(f"{n} @ v{v}" for n, v in training.table_versions.items())
-    console.print(f"run {run.info.run_id[:8]}: test AUC {auc:.3f}; inputs recorded by the run: {inputs}")
-    console.print(f"registered {MODEL} version {logged.registered_version} as @champion")
-
-    # Score five customers at the end of the data: only keys and a time go in.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # MLflow is chatty; the table says it all
     customers = data.customers.column("customer_id").slice(0, 5)
     now = pa.array([data.end] * len(customers), pa.timestamp("us", tz="UTC"))
     scored = ws.models.score_batch(
@@ -461,6 +421,7 @@ def where_next(path: Path) -> None:
         ("grants show schema dev.silver", "who may read silver"),
         (f"--as analyst sql {refused}", "see the denial for yourself"),
         ("audit ls --denied", "every refused call, including the analyst's"),
+        ("jobs runs 'churn pipeline'", "the job's runs; then: jobs logs RUN_ID train"),
         ("runs ls churn", "the training run: metrics, code version"),
         ("models versions dev.churn.model", "the registered model and its champion alias"),
         (f"lineage {SILVER_TRANSACTIONS} --downstream", "everything made from silver, down to the model"),
@@ -493,9 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     refuse_bad_batch(ws, second_load.slice(0, 5))  # five real rows, about to lose their timestamps
     run_queries(ws)
     grants_moment(ws)
-    build_features(ws, data)
-    training = training_set(ws, data)
-    train_and_register(ws, training, data)
+    run_pipeline_job(ws, data)
+    training_set(ws, data)
+    score(ws, data)
     show_lineage(ws)
     publish_online(ws, data)
     summary(ws, time.perf_counter() - started)

@@ -84,6 +84,11 @@ def test_demo_runs_and_silver_is_clean(tmp_path: Path) -> None:
             """
         ).to_pylist()[0]["n"]
         assert leaks == 0
+        # The job: four tasks; promote got the model URI from train's task values.
+        (run,) = ws.jobs.runs("churn pipeline")
+        assert run.state == "SUCCESS"
+        promoted = ws.jobs.get_run(run.run_id).task("promote").output
+        assert promoted == {"result": {"champion": "dev.churn.model@champion -> version 1"}}
         # The model step: a registered champion, trained in a run that recorded its inputs.
         champion = ws.models.resolve("models:/dev.churn.model@champion")
         inputs = ws.tracking.get_run(champion.run_id or "").inputs.dataset_inputs

@@ -208,6 +208,9 @@ class JobRun(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     start_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
     end_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    #: `host:pid` of the process driving the run, and when it last said it is alive.
+    runner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class TaskRun(Base):
@@ -229,3 +232,46 @@ class TaskRun(Base):
     task_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     output: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     condition_outcome: Mapped[str | None] = mapped_column(String(8))
+
+
+class JobTrigger(Base):
+    """A schedule tick, periodic tick or table update that fired a job, claimed exactly once.
+
+    The unique (job, kind, tick) is the claim: the scheduler inserts it in the same transaction
+    that creates the run, so a tick never starts two runs, whatever crashes or restarts.
+    `detail` holds what fired it (the table versions seen, for a table update).
+    """
+
+    __tablename__ = "job_triggers"
+    __table_args__ = (UniqueConstraint("job_id", "kind", "tick", name="uq_job_triggers_tick"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    tick: Mapped[datetime] = mapped_column(UtcDateTime())
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id", ondelete="SET NULL"))
+    claimed_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class NotificationDelivery(Base):
+    """One notification (a webhook call or an e-mail) about a job run or an alert, and how its
+    delivery went: attempts, the last HTTP status, the last error."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (Index("ix_notification_deliveries_source", "source_kind", "source_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_kind: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(300))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

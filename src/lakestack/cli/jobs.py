@@ -145,7 +145,7 @@ def _finish(run: RunInfo, as_json: bool, printed: bool = False) -> None:
         raise typer.Exit(RUN_NOT_SUCCESSFUL)
 
 
-def _drive_command(ws_path: Path) -> list[str]:
+def drive_command(ws_path: Path) -> list[str]:
     command = [sys.executable, "-m", "lakestack.cli.main", "-w", str(ws_path.resolve())]
     if STATE.principal:
         command += ["--as", STATE.principal]
@@ -245,7 +245,7 @@ def jobs_run(
     """
     ws = workspace()
     if not wait:
-        run = ws.jobs.run_now(name, _parameters(param), detach=_drive_command(STATE.path))
+        run = ws.jobs.run_now(name, _parameters(param), detach=drive_command(STATE.path))
         print_json(run) if as_json else ok(
             f"Started run {run.run_id} of '{name}': lakestack jobs get-run {run.run_id}"
         )
@@ -255,9 +255,13 @@ def jobs_run(
 
 
 @app.command("drive", hidden=True)
-def jobs_drive(run_id: int) -> None:
-    """Run a PENDING run to its end in this process (started by `run --no-wait`)."""
-    run = workspace().jobs.drive(run_id)
+def jobs_drive(
+    run_id: int,
+    repair: Annotated[bool, typer.Option("--repair", help="Repair the finished run instead.")] = False,
+) -> None:
+    """Run a PENDING run to its end in this process (started by `run --no-wait` or the scheduler)."""
+    jobs = workspace().jobs
+    run = jobs.repair(run_id) if repair else jobs.drive(run_id)
     console.print(f"run {run.run_id}: {run.state}")
 
 

@@ -11,6 +11,7 @@ import typer
 
 from lakestack.cli import features, governance, jobs, models, namespaces, tables
 from lakestack.cli import lineage as lineage_command
+from lakestack.cli import scheduler as scheduler_command
 from lakestack.cli import sql as sql_command
 from lakestack.cli import workspace as workspace_command
 from lakestack.cli.context import STATE
@@ -73,6 +74,7 @@ app.add_typer(models.experiments, name="experiments")
 app.add_typer(models.runs, name="runs")
 app.command("lineage")(lineage_command.lineage)
 app.add_typer(jobs.app, name="jobs")
+app.command("scheduler")(scheduler_command.scheduler)
 
 
 def main() -> None:

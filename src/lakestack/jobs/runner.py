@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -55,11 +56,18 @@ OUTPUT_FILE = "output.json"
 CANCEL_POLL_SECONDS = 0.2
 #: How often a queued run checks whether it may start.
 QUEUE_POLL_SECONDS = 0.25
+#: How often a runner tells the metastore it is alive (the scheduler's lease is much longer).
+HEARTBEAT_SECONDS = 5.0
 _DEPENDENCY_FAILED = FAILED_STATES | {"CANCELED"}
 
 
 def runs_folder(workspace_folder: Path) -> Path:
     return workspace_folder / "jobs" / "runs"
+
+
+def runner_id() -> str:
+    """`host:pid` of this process, as recorded on the runs it drives."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def default_parallelism() -> int:
@@ -152,6 +160,7 @@ class Runner:
         self._values: dict[str, dict[str, Any]] = {}
         self._task_run_ids: dict[str, int] = {}
         self._attempts: dict[str, int] = {}
+        self._next_heartbeat = 0.0
 
     # --- the run ------------------------------------------------------------------------
 
@@ -166,6 +175,10 @@ class Runner:
             self._task_run_ids[key] = row.id
             self._attempts[key] = row.attempt
         todo = [t for t in self._spec.topological_order() if only is None or t.task_key in only]
+        # One driver per run: a second `drive` of the same run (or the scheduler restarting a
+        # run it thinks lost) stops here instead of running every task twice.
+        self._store.claim_runner(self._run_id, runner_id(), take_over=only is not None)
+        self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
         for task in todo:
             if only is not None:  # a repair: the task gets a fresh attempt
                 self._attempts[task.task_key] += 1
@@ -207,6 +220,7 @@ class Runner:
                 return True
             if state != "QUEUED":
                 return False
+            self._heartbeat()
             if not self._spec.queue.enabled:
                 self._store.request_cancel(self._run_id)
                 self._store.update_run(
@@ -234,6 +248,7 @@ class Runner:
         next_poll = 0.0
         timed_out = False
         while waiting or running:
+            self._heartbeat()
             now = time.monotonic()
             if now >= next_poll and not self._cancel.is_set():
                 next_poll = now + CANCEL_POLL_SECONDS
@@ -258,6 +273,11 @@ class Runner:
                 running.pop(future)
                 future.result()  # a bug in the attempt loop surfaces here, not silently
         return timed_out
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() >= self._next_heartbeat:
+            self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+            self._store.heartbeat(self._run_id)
 
     def _ready(self, task: Task) -> bool:
         return all(

@@ -167,6 +167,8 @@ def inject_parameters(nb: NotebookNode, parameters: dict[str, str]) -> int | Non
     if not parameters:
         return None
     cell = nbformat.v4.new_code_cell(parameters_source(parameters), metadata={"tags": [INJECTED_TAG]})
+    if nb.get("nbformat_minor", 5) < 5:
+        del cell["id"]  # cell ids came with nbformat 4.5; an older notebook would not validate
     tagged = [index for index, cell in enumerate(nb.cells) if PARAMETERS_TAG in _tags(cell)]
     index = tagged[0] + 1 if tagged else 0
     nb.cells.insert(index, cell)
@@ -185,7 +187,7 @@ def run(directory: Path, task: dict[str, Any]) -> dict[str, Any]:
     output. The executed notebook is written to `directory` even when a cell fails."""
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     settings = task["settings"]
     relative = settings["notebook_path"]
@@ -212,10 +214,13 @@ def run(directory: Path, task: dict[str, Any]) -> dict[str, Any]:
     )
     env = _kernel_env(task)
     failed: CellExecutionError | None = None
+    died = False
     try:
         client.execute(env=env)
     except CellExecutionError as exc:
         failed = exc
+    except DeadKernelError:
+        died = True
     finally:
         _shutdown(client, manager)
         shutil.rmtree(runtime, ignore_errors=True)
@@ -228,7 +233,7 @@ def run(directory: Path, task: dict[str, Any]) -> dict[str, Any]:
     if failed is not None and failed.ename == _EXIT_NAME:
         exit_file = directory / EXIT_FILE
         output["exit_value"] = json.loads(exit_file.read_text()) if exit_file.exists() else None
-    elif failed is not None:
+    elif failed is not None or died:
         from lakestack.jobs.entrypoint import OUTPUT_FILE
 
         (directory / OUTPUT_FILE).write_text(json.dumps(output))
@@ -335,29 +340,36 @@ def _shutdown(client: Any, manager: Any) -> None:
 
 
 def _executed_cells(nb: NotebookNode, last: int | None, injected: int | None) -> int:
-    """Code cells run, up to and including `last` (the injected parameters cell not counted)."""
+    """Code cells run, up to and including `last` (the injected parameters cell not counted; the
+    last one counts even if the kernel died before answering)."""
     if last is None:
         return 0
     return sum(
         1
         for index, cell in enumerate(nb.cells[: last + 1])
-        if cell.cell_type == "code" and index != injected and cell.get("execution_count") is not None
+        if cell.cell_type == "code"
+        and index != injected
+        and (cell.get("execution_count") is not None or index == last)
     )
 
 
-def _cell_error(nb: NotebookNode, index: int | None, injected: int | None, path: str, exc: Any) -> str:
+def _cell_error(nb: NotebookNode, index: int | None, injected: int | None, path: str, exc: Any | None) -> str:
     """`cell 3 of notebooks/x.ipynb (`y = 1 / 0`) raised ZeroDivisionError: division by zero`,
-    numbering cells as in the source notebook (1-based, the injected cell not counted)."""
-    evalue = (str(exc.evalue).strip().splitlines() or [""])[0]
-    what = f"{exc.ename}: {evalue}" if evalue else str(exc.ename)
+    numbering cells as in the source notebook (1-based, the injected cell not counted); with no
+    `exc`, the kernel died running the cell."""
+    if exc is None:
+        raised = "killed the kernel (it exited or ran out of memory)"
+    else:
+        evalue = (str(exc.evalue).strip().splitlines() or [""])[0]
+        raised = f"raised {exc.ename}: {evalue}" if evalue else f"raised {exc.ename}"
     if index is None:
-        return f"{path} raised {what}"
+        return f"{path} {raised}"
     number = index + 1 - (1 if injected is not None and injected < index else 0)
     lines = [line.strip() for line in str(nb.cells[index].source).splitlines() if line.strip()]
     first = lines[0] if lines else ""
     if len(first) > 60:
         first = first[:57] + "..."
-    return f"cell {number} of {path} (`{first}`) raised {what}"
+    return f"cell {number} of {path} (`{first}`) {raised}"
 
 
 # --- the kernel process ------------------------------------------------------------------------

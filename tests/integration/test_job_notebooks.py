@@ -1,6 +1,6 @@
 """Notebook tasks end to end, with real task processes and real kernels: parameters resolved and
 injected, task values and the workspace inside the notebook, the executed notebook kept on
-success and failure, and no kernel left behind by a timeout or a killed task process."""
+success and failure, and no kernel left behind by a timeout, a cancel or a killed task process."""
 
 from __future__ import annotations
 
@@ -222,8 +222,9 @@ def assert_gone(*pids: int, timeout: float = 3) -> None:
     assert not [pid for pid in pids if alive(pid)]
 
 
-def test_a_timed_out_notebook_leaves_no_kernel_behind(
-    sqlite_workspace: Workspace, project: Path, tmp_path: Path
+@pytest.mark.parametrize("stop", ["timeout", "cancel"])
+def test_a_timed_out_or_canceled_notebook_leaves_no_kernel_behind(
+    sqlite_workspace: Workspace, project: Path, tmp_path: Path, stop: str
 ) -> None:
     ws = sqlite_workspace
     pid_file = tmp_path / "pids.json"
@@ -237,15 +238,25 @@ def test_a_timed_out_notebook_leaves_no_kernel_behind(
         name: slow
         tasks:
           - task_key: nb
-            timeout_seconds: 5
+            timeout_seconds: {5 if stop == "timeout" else 0}
             notebook_task:
               {{notebook_path: notebooks/slow.ipynb, base_parameters: {{PID_FILE: "{pid_file}"}}}}
         """,
     )
     started = time.monotonic()
-    run = ws.jobs.run_now("slow")
+    if stop == "timeout":
+        run = ws.jobs.run_now("slow")
+        assert states(run) == {"nb": "TIMEDOUT"} and run.task("nb").error == "timed out after 5 s"
+    else:
+        run_id = ws.jobs.run_now("slow", wait=False).run_id
+        wait_for_pids(pid_file)
+        ws.jobs.cancel(run_id)
+        deadline = time.monotonic() + 5
+        while (run := ws.jobs.get_run(run_id)).state == "RUNNING":
+            assert time.monotonic() < deadline, run
+            time.sleep(0.05)
+        assert states(run) == {"nb": "CANCELED"}
     assert time.monotonic() - started < 12
-    assert states(run) == {"nb": "TIMEDOUT"} and run.task("nb").error == "timed out after 5 s"
     pids = wait_for_pids(pid_file, 0)
     assert pids["kernel"] != pids["task"]
     assert_gone(pids["kernel"], pids["child"], pids["task"])

@@ -83,6 +83,10 @@ def run(directory: Path) -> dict[str, Any] | None:
         stack.enter_context(observe.listening(context.first_access))
         if task["kind"] == "sql":
             return tasks.sql_output(context.workspace().sql(settings["query"]))
+        if task["kind"] == "notebook":
+            from lakestack.jobs import notebook
+
+            return notebook.run(directory, task)
         if settings.get("function"):
             return tasks.json_output(tasks.run_function(settings["function"], settings["parameters"]))
         tasks.run_script(Path(folder or ".") / settings["script"], settings["args"])

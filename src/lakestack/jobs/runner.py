@@ -296,12 +296,6 @@ class Runner:
         if task.condition_task is not None:
             self._run_condition(task)
             return
-        if task.notebook_task is not None:
-            self._set_task(task.task_key, "RUNNING")
-            self._set_task(
-                task.task_key, "FAILED", error=f"{task.kind} tasks are not supported by this lakestack yet"
-            )
-            return
         self._set_task(task.task_key, "QUEUED")
         running[pool.submit(self._run_attempts, task)] = task.task_key
 
@@ -495,6 +489,13 @@ class Runner:
         def text(value: str) -> Any:
             return substitute(value, lambda ref: self._lookup(task, ref))
 
+        notebook = task.notebook_task
+        if notebook is not None:
+            # Values stay text, as Databricks widgets give them.
+            return {
+                "notebook_path": notebook.notebook_path,
+                "parameters": {name: str(text(value)) for name, value in notebook.base_parameters.items()},
+            }
         python, sql = task.python_task, task.sql_task
         if python is not None:
             return {

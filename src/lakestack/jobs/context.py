@@ -51,10 +51,10 @@ def _task_folder_opener(folder: str) -> Callable[[], Workspace]:
     from contextlib import ExitStack
     from pathlib import Path
 
-    from lakestack.jobs.entrypoint import _TaskContext
+    from lakestack.jobs.entrypoint import TaskContext
     from lakestack.jobs.task_values import TASK_FILE
 
     task = json.loads((Path(folder) / TASK_FILE).read_text())
     stack = ExitStack()
     atexit.register(stack.close)
-    return _TaskContext(task, stack).workspace
+    return TaskContext(task, stack).workspace

@@ -38,7 +38,7 @@ OUTPUT_FILE = "output.json"
 PARENT_POLL_SECONDS = 0.5
 
 
-class _TaskContext:
+class TaskContext:
     """The workspace as the run's principal, opened once, with the task's lineage activity."""
 
     def __init__(self, task: dict[str, Any], stack: ExitStack) -> None:
@@ -78,7 +78,7 @@ def run(directory: Path) -> dict[str, Any] | None:
         sys.path.insert(0, folder)
     settings = task["settings"]
     with ExitStack() as stack:
-        context = _TaskContext(task, stack)
+        context = TaskContext(task, stack)
         job_context._opener = context.workspace
         stack.enter_context(observe.listening(context.first_access))
         if task["kind"] == "sql":

@@ -23,8 +23,8 @@ attempts and cancels the tasks not started. The run ends FAILED when any task fa
 
 A run waits QUEUED while `max_concurrent_runs` runs of its job are RUNNING (oldest first), or is
 skipped (CANCELED, saying why) when the job's queue is disabled. The check and the start are
-one metastore transaction; runners in several processes may still, in a race of milliseconds,
-start one run too many (the scheduler will claim slots strictly). A repair does not queue.
+one metastore transaction that holds the job's lock, so runners in any number of processes
+never start one run too many. A repair does not queue.
 """
 
 from __future__ import annotations

@@ -358,7 +358,12 @@ class RunStore:
         """Start a QUEUED run (-> RUNNING) if fewer than `limit` runs of its job are running and
         no older run of it is queued; returns whether it started, and its state."""
         with self._metastore.session() as session:
-            run = session.get(JobRun, run_id)
+            job_id = session.scalar(select(JobRun.job_id).where(JobRun.id == run_id))
+            # Claims of one job's slots take turns: this no-op UPDATE takes the job row's lock
+            # (PostgreSQL) or the database's write lock (SQLite) before anything is counted, so
+            # two runners never both see a free slot.
+            session.execute(update(Job).where(Job.id == job_id).values(id=Job.id))
+            run = session.get(JobRun, run_id, populate_existing=True)
             assert run is not None
             if run.state != "QUEUED":
                 return False, run.state

@@ -16,6 +16,7 @@ from lakestack.catalog.metastore import Metastore
 from lakestack.catalog.models import Job, JobRun, TaskRun
 from lakestack.errors import JobRunNotFound
 from lakestack.jobs.states import transition
+from lakestack.notifications.log import DeliveryInfo, DeliveryLog
 
 
 def _now() -> datetime:
@@ -69,6 +70,8 @@ class RunInfo:
     end_time: datetime | None
     cancel_requested: bool
     tasks: list[TaskRunInfo] = field(default_factory=list)
+    #: Its notifications (webhook calls, e-mails) and how their delivery went, oldest first.
+    notifications: list[DeliveryInfo] = field(default_factory=list)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -102,6 +105,10 @@ def task_info(row: TaskRun) -> TaskRunInfo:
 class RunStore:
     def __init__(self, metastore: Metastore) -> None:
         self._metastore = metastore
+
+    @property
+    def metastore(self) -> Metastore:
+        return self._metastore
 
     # --- job runs -----------------------------------------------------------------------
 
@@ -238,6 +245,7 @@ class RunStore:
             run.end_time,
             run.cancel_requested_at is not None,
             [task_info(latest[key]) for key in order if key in latest],
+            DeliveryLog(self._metastore).list("job_run", str(run_id)),
         )
 
     # --- task runs ----------------------------------------------------------------------

@@ -200,3 +200,46 @@ secret_env = "OPS_SECRET"
     )
     with pytest.raises(InvalidConfig, match="not both"):
         WorkspaceConfig.load(tmp_path)
+
+
+def test_run_states_map_to_events_the_way_databricks_maps_them() -> None:
+    from lakestack.jobs.notify import event_for
+
+    assert event_for("SUCCESS") == "on_success"
+    assert {event_for(s) for s in ("FAILED", "TIMEDOUT", "CANCELED")} == {"on_failure"}
+    assert event_for("RUNNING") is None and event_for("QUEUED") is None
+
+
+def test_a_run_payload_and_email_carry_the_run_and_each_task() -> None:
+    from lakestack.jobs.notify import run_email, run_payload
+    from lakestack.jobs.store import RunInfo, TaskRunInfo
+
+    start = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    task = TaskRunInfo(
+        "train", "TIMEDOUT", 2, start, start, None, "timed out after 60 s", None, {}, None, None, id=5
+    )
+    run = RunInfo(
+        17, "churn training", "TIMEDOUT", "manual", "svc", "alice", {"catalog": "prod"}, {}, 0,
+        "the job timed out after 60 s", start, start, start + timedelta(seconds=61.5), False, [task],
+    )  # fmt: skip
+    payload = run_payload("on_failure", 3, run)
+    assert payload == {
+        "event": "on_failure",
+        "job_id": 3,
+        "job_name": "churn training",
+        "run_id": 17,
+        "state": "TIMEDOUT",
+        "error": "the job timed out after 60 s",
+        "trigger": "manual",
+        "run_as": "svc",
+        "parameters": {"catalog": "prod"},
+        "repair_count": 0,
+        "start_time": "2026-11-23T08:00:00+00:00",
+        "end_time": "2026-11-23T08:01:01.500000+00:00",
+        "duration_seconds": 61.5,
+        "tasks": [{"task_key": "train", "state": "TIMEDOUT", "attempt": 2, "error": "timed out after 60 s"}],
+    }
+    subject, text = run_email("on_failure", 3, run)
+    assert subject == "[lakestack] Job 'churn training' run 17 TIMEDOUT"
+    assert "Duration:   61.5 s" in text and "  train  TIMEDOUT        timed out after 60 s" in text
+    assert run_email("on_start", 3, run)[0].endswith("run 17 started")

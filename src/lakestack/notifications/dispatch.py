@@ -195,7 +195,8 @@ class Notifier:
             try:
                 outcome: DeliveryOutcome = work()
             except Exception as exc:  # a bug here must not leave the row PENDING forever
-                log.exception("notification delivery %s failed", row)
+                # The type only: an unexpected exception's message might quote a URL or a secret.
+                log.error("notification delivery %s failed: %s", row, type(exc).__name__)
                 self._record(row, DeliveryOutcome(False, 0, None, f"internal error: {type(exc).__name__}"))
                 return
             self._record(row, outcome)

@@ -65,6 +65,8 @@ def post_webhook(
             response = client.post(target.url, content=body, headers=headers)
         except httpx.TransportError as exc:  # refused, reset, timed out, TLS: worth another try
             return AttemptOutcome(False, None, scrub(f"{type(exc).__name__}: {exc}", secrets), True)
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # retrying will not help
+            return AttemptOutcome(False, None, scrub(f"{type(exc).__name__}: {exc}", secrets))
         code = response.status_code
         if 200 <= code < 300:
             return AttemptOutcome(True, code)

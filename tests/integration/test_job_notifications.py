@@ -551,3 +551,120 @@ def test_a_webhook_url_with_a_password_is_refused_at_create(
             """,
         )
     assert "use a destination id" in caught.value.message and OPS_SECRET not in caught.value.message
+
+
+# --- e-mail over TLS ----------------------------------------------------------------------
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_email_goes_over_starttls_or_smtps_and_an_untrusted_certificate_fails_it(
+    sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    from lakestack.config import NotificationsConfig
+    from lakestack.notifications import DeliveryLog, Notification, Notifier
+
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+    received: list[bytes] = []
+
+    class Collect:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(bytes(envelope.content))
+            return "250 Message accepted"
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        good = isinstance(data, LoginPassword) and data.password == SMTP_PASSWORD.encode()
+        return AuthResult(success=good, handled=False)
+
+    port = closed_port()
+    tls: dict[str, Any] = {"tls_context": server_tls, "require_starttls": True}
+    if mode == "ssl":
+        # aiosmtpd does not count implicit TLS as TLS for AUTH: the connection is encrypted anyway.
+        tls = {"ssl_context": server_tls, "auth_require_tls": False}
+    controller = Controller(
+        Collect(), hostname="127.0.0.1", port=port, authenticator=authenticate, auth_required=True, **tls
+    )
+    # The controller checks it is up by connecting to itself: over TLS it must trust the cert.
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    controller.start()
+    try:
+        config = NotificationsConfig.model_validate(
+            {
+                "max_attempts": 2,
+                "backoff_seconds": 0.01,
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "sender": "lakestack@example.com",
+                    "username": "bot",
+                    "password_env": "PW",
+                    "ssl": mode == "ssl",
+                },
+            }
+        )
+        notifier = Notifier(sqlite_workspace._core.metastore, config, environ={"PW": SMTP_PASSWORD})
+        note = Notification("job_run", "900", "on_failure", {"state": "FAILED"}, "subject", "body")
+        notifier.send(note, emails=["oncall@example.com"])
+        assert notifier.wait(30)
+        # The client checks the server's certificate against the system's trust store.
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-bundle.pem"))
+        notifier.send(
+            Notification("job_run", "901", "on_failure", {}, "subject", "body"), emails=["x@example.com"]
+        )
+        assert notifier.wait(30)
+    finally:
+        controller.stop()
+    log = DeliveryLog(sqlite_workspace._core.metastore)
+    (trusted,) = log.list("job_run", "900")
+    assert (trusted.state, trusted.attempts, trusted.status_code) == ("DELIVERED", 1, 250), trusted
+    assert len(received) == 1 and b"Subject: subject" in received[0]
+    (untrusted,) = log.list("job_run", "901")
+    assert (untrusted.state, untrusted.attempts) == ("FAILED", 1), untrusted  # not retried
+    assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.error or "")
+    assert SMTP_PASSWORD not in delivery_rows_text(sqlite_workspace)

@@ -67,7 +67,10 @@ def send_email(
             return _reply(code, reply, secrets)
         except smtplib.SMTPResponseException as exc:
             return _reply(exc.smtp_code, exc.smtp_error, secrets)
-        except (OSError, smtplib.SMTPException) as exc:  # refused, reset, timed out, TLS
+        except (ssl.SSLCertVerificationError, smtplib.SMTPNotSupportedError) as exc:
+            # The same certificate, the same missing AUTH or STARTTLS next time: do not retry.
+            return AttemptOutcome(False, None, scrub(f"{type(exc).__name__}: {exc}", secrets))
+        except (OSError, smtplib.SMTPException) as exc:  # refused, reset, timed out
             return AttemptOutcome(False, None, scrub(f"{type(exc).__name__}: {exc}", secrets), True)
 
     return deliver(attempt, policy, on_attempt, sleep)

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from lakestack.cli.context import STATE, bad, workspace
-from lakestack.cli.output import JsonFlag, console, emit, errors, ok, print_json
+from lakestack.cli.output import JsonFlag, console, emit, errors, ok, print_json, print_rows
 from lakestack.jobs.states import JOB_TERMINAL
 from lakestack.jobs.store import RunInfo
 
@@ -81,6 +81,28 @@ def task_table(run: RunInfo) -> Table:
             task.task_key, _state(task.state), str(task.attempt), _seconds(task.duration_seconds), detail
         )
     return table
+
+
+NOTIFICATION_COLUMNS = ["event", "channel", "destination", "state", "attempts", "status", "error"]
+
+
+def print_notifications(run: RunInfo) -> None:
+    """The run's notifications and how their delivery went (nothing when it has none)."""
+    if not run.notifications:
+        return
+    rows = [
+        {
+            "event": n.event,
+            "channel": n.channel,
+            "destination": n.destination,
+            "state": n.state,
+            "attempts": n.attempts,
+            "status": n.status_code,
+            "error": n.error,
+        }
+        for n in run.notifications
+    ]
+    print_rows(rows, NOTIFICATION_COLUMNS, "notifications")
 
 
 def _run_row(run: RunInfo) -> dict[str, Any]:
@@ -281,7 +303,8 @@ def jobs_runs(
 
 @app.command("get-run")
 def jobs_get_run(run_id: int, as_json: JsonFlag = False) -> None:
-    """One run with its tasks: state, attempt, duration, task values or error."""
+    """One run with its tasks (state, attempt, duration, task values or error) and the delivery of
+    its notifications."""
     run = workspace().jobs.get_run(run_id)
     if as_json:
         print_json(run)
@@ -289,6 +312,7 @@ def jobs_get_run(run_id: int, as_json: JsonFlag = False) -> None:
     console.print(task_table(run))
     if run.error:
         console.print(f"[red]{run.error}[/red]")
+    print_notifications(run)
 
 
 @app.command("logs")

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 from lakestack.errors import JobError, LakestackError
 from lakestack.jobs.executors import Attempt, AttemptResult, Executor, executor_for
+from lakestack.jobs.notify import RunNotifier
 from lakestack.jobs.references import START_TIME_FIELDS, Reference, substitute
 from lakestack.jobs.spec import JobSpec, Task
 from lakestack.jobs.states import FAILED_STATES, JOB_TERMINAL
@@ -161,6 +162,7 @@ class Runner:
         self._task_run_ids: dict[str, int] = {}
         self._attempts: dict[str, int] = {}
         self._next_heartbeat = 0.0
+        self._notify = RunNotifier(store, context, run_id, self._spec)
 
     # --- the run ------------------------------------------------------------------------
 
@@ -189,9 +191,10 @@ class Runner:
         if only is not None:
             self._store.set_run_state(self._run_id, "RUNNING")
         elif not self._wait_for_slot():
-            return self._store.row(self._run_id)[0].state
+            return self._notify.ended(self._store.row(self._run_id)[0].state)
         run, _ = self._store.row(self._run_id)
         self._start = run.start_time or self._start
+        self._notify.event("on_start")
         if self._spec.timeout_seconds:
             # A repair gets the job's whole timeout again.
             self._deadline = time.monotonic() + self._spec.timeout_seconds
@@ -205,6 +208,7 @@ class Runner:
                 self._store.set_run_state(self._run_id, "CANCELED", error="interrupted (Ctrl-C)")
             else:
                 self._store.set_run_state(self._run_id, "FAILED", error=f"the runner stopped: {exc!r}")
+            self._notify.ended("CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
         return self._finish(timed_out)
 
@@ -314,7 +318,7 @@ class Runner:
         else:
             final, error = "SUCCESS", None
         self._store.set_run_state(self._run_id, final, error=error)
-        return final
+        return self._notify.ended(final)
 
     def _finish_unstarted(self, state: str) -> None:
         for key, current in list(self._states.items()):

@@ -49,6 +49,7 @@ from lakestack.jobs.spec import JobSpec
 from lakestack.jobs.states import JOB_TERMINAL, REPAIRABLE
 from lakestack.jobs.store import RunInfo, RunStore, TaskRunInfo, TriggerClaim
 from lakestack.models.tracking import code_version
+from lakestack.notifications.log import DeliveryLog
 
 if TYPE_CHECKING:
     from lakestack.jobs.scheduler import Scheduler, TableVersions
@@ -227,6 +228,7 @@ class Jobs:
             assert securable is not None
             session.delete(job)
             session.delete(securable)
+        DeliveryLog(self._metastore).delete("job_run", (str(run_id) for run_id in run_ids))
         for run_id in run_ids:
             shutil.rmtree(runs_folder(self._folder) / str(run_id), ignore_errors=True)
 
@@ -386,7 +388,8 @@ class Jobs:
         return [self._store.info(run_id, order) for run_id in self._store.runs(job.id, limit)]
 
     def get_run(self, run_id: int) -> RunInfo:
-        """One run with the latest attempt of each task (needs CAN_VIEW on its job)."""
+        """One run with the latest attempt of each task and its notifications' deliveries (needs
+        CAN_VIEW on its job)."""
         job = self._check_run("jobs.get_run", run_id, Privilege.CAN_VIEW)
         return self._store.info(run_id, [t["task_key"] for t in job.spec["tasks"]])
 

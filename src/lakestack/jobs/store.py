@@ -18,6 +18,7 @@ from lakestack.catalog.metastore import Metastore
 from lakestack.catalog.models import Job, JobRun, JobTrigger, TaskRun
 from lakestack.errors import InvalidRunState, JobRunNotFound
 from lakestack.jobs.states import transition
+from lakestack.notifications.log import DeliveryInfo, DeliveryLog
 
 
 def _now() -> datetime:
@@ -78,6 +79,8 @@ class RunInfo:
     tasks: list[TaskRunInfo] = field(default_factory=list)
     #: `host:pid` of the process driving (or that last drove) the run.
     runner: str | None = None
+    #: Its notifications (webhook calls, e-mails) and how their delivery went, oldest first.
+    notifications: list[DeliveryInfo] = field(default_factory=list)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -142,6 +145,10 @@ def task_info(row: TaskRun) -> TaskRunInfo:
 class RunStore:
     def __init__(self, metastore: Metastore) -> None:
         self._metastore = metastore
+
+    @property
+    def metastore(self) -> Metastore:
+        return self._metastore
 
     # --- job runs -----------------------------------------------------------------------
 
@@ -427,6 +434,7 @@ class RunStore:
             run.cancel_requested_at is not None,
             [task_info(latest[key]) for key in order if key in latest],
             run.runner,
+            DeliveryLog(self._metastore).list("job_run", str(run_id)),
         )
 
     # --- task runs ----------------------------------------------------------------------

@@ -154,6 +154,7 @@ def start_detached_run(ws: Workspace, project: Path, max_retries: int) -> tuple[
         project,
         f"""
         name: long
+        email_notifications: {{on_failure: [oncall@example.com]}}
         parameters: [{{name: pid_file, default: "{project / "task.pid"}"}}]
         tasks:
           - task_key: work
@@ -197,6 +198,11 @@ def test_a_run_whose_runner_was_killed_is_failed_or_retried(
     if max_retries == 0:
         assert (run.state, len(attempts)) == ("FAILED", 1)
         assert f"the runner {runner} stopped" in str(run.error)
+        # The scheduler sent the on_failure notifications the dead runner could not send (this
+        # workspace has no SMTP server configured: the e-mail's delivery says so).
+        assert [(n.event, n.channel, n.destination) for n in run.notifications] == [
+            ("on_failure", "email", "oncall@example.com")
+        ]
     else:
         assert (run.state, run.repair_count, [a.state for a in attempts]) == (
             "SUCCESS",

@@ -45,8 +45,8 @@ TableVersions = Callable[[str, builtins.list[str]], dict[str, TableVersion]]
 
 @dataclass(frozen=True)
 class Event:
-    """Something a scheduler pass did: `fired` a run, or `failed`, `repaired` or `started` a
-    run whose runner was lost."""
+    """Something a scheduler pass did: `fired` a run, or `failed`, `canceled` (it was queued),
+    `repaired` or `started` a run whose runner was lost."""
 
     action: str
     job_name: str
@@ -188,8 +188,8 @@ class Scheduler:
             return [Event("started", job_name, run_id, "its runner never started")]
         why = f"the runner {runner or '(unknown)'} stopped while the run was {state}"
         running = self._store.fail_lost_run(run_id, runner, why)
-        if state == "QUEUED" or not running:
-            return [Event("failed", job_name, run_id, why)] if state == "RUNNING" else []
+        if running is None:
+            return []  # it moved on since we looked
         spec = JobSpec.model_validate(self._store.row(run_id)[0].spec)
         retry = [
             key
@@ -198,7 +198,8 @@ class Scheduler:
             or len(self._jobs.attempts(run_id, key)) <= spec.task(key).max_retries
         ]
         if not retry:
-            return [Event("failed", job_name, run_id, why)]
+            self._jobs.notify_ended(run_id)  # the runner that would have sent them is gone
+            return [Event("failed" if state == "RUNNING" else "canceled", job_name, run_id, why)]
         self._jobs.repair(run_id, wait=False, detach=self._detach)
         return [Event("repaired", job_name, run_id, f"{why}; retrying {', '.join(retry)}")]
 

@@ -432,6 +432,16 @@ class Jobs:
         )
         return self._execute(job, run_id, only, wait, executor, parallelism)
 
+    def notify_ended(self, run_id: int) -> None:
+        """Send the end-of-run notifications of a run that ended without its runner (the
+        scheduler failed it when the runner died); waits for the deliveries (bounded)."""
+        from lakestack.jobs.notify import RunNotifier
+
+        job = self._check_run("jobs.notify", run_id, Privilege.CAN_MANAGE_RUN)
+        run, _ = self._store.row(run_id)
+        context = RunContext(self._folder.resolve(), job.id, job.name, None, run.run_as, {})
+        RunNotifier(self._store, context, run_id, JobSpec.model_validate(run.spec)).ended(run.state)
+
     def scheduler(self, table_versions: TableVersions, **options: Any) -> Scheduler:
         """A scheduler over every job of the workspace (admins only); see `jobs.scheduler`."""
         from lakestack.jobs.scheduler import Scheduler

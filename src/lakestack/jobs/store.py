@@ -285,14 +285,14 @@ class RunStore:
             stmt = stmt.where(JobRun.runner.is_(None) if runner is None else JobRun.runner == runner)
             return bool(_rowcount(session.execute(stmt.values(runner=None, heartbeat_at=None))))
 
-    def fail_lost_run(self, run_id: int, runner: str | None, why: str) -> list[str]:
+    def fail_lost_run(self, run_id: int, runner: str | None, why: str) -> list[str] | None:
         """End a run whose runner died: its running attempts FAILED with `why`, tasks not started
         CANCELED, the run FAILED (CANCELED if it was still queued). Returns the keys of the tasks
-        that were running. Does nothing (returns []) if the run moved on or changed runner."""
+        that were running; None, doing nothing, if the run moved on or changed runner."""
         with self._metastore.session() as session:
             run = session.get(JobRun, run_id, with_for_update=True)
             if run is None or run.state not in ("QUEUED", "RUNNING") or run.runner != runner:
-                return []
+                return None
             newest = (
                 select(TaskRun.task_key, func.max(TaskRun.attempt).label("attempt"))
                 .where(TaskRun.job_run_id == run_id)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import builtins
 import re
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -31,6 +32,16 @@ from lakestack.lineage.store import NodeRef
 from lakestack.models import feature_models
 from lakestack.models.feature_models import LoggedModel
 from lakestack.tables.service import Output, convert
+
+if TYPE_CHECKING:
+    from lakestack.models.validation.checks import (
+        Comparison,
+        CustomCheck,
+        MetadataRequirements,
+        SliceThreshold,
+        Threshold,
+    )
+    from lakestack.models.validation.result import ValidationResult
 
 _MODEL_URI = re.compile(
     r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_]+))?(?P<rest>/.*)?"
@@ -322,6 +333,58 @@ class ModelRegistry:
             if row is None:
                 raise SecurableNotFound("model", str(parsed))
             session.delete(row)
+
+    # --- validation ------------------------------------------------------------------------
+
+    def validate(
+        self,
+        model_uri: str,
+        data: Any,
+        label: str,
+        problem_type: str,
+        *,
+        thresholds: Sequence[Threshold | str] = (),
+        comparisons: Sequence[Comparison | str] = (),
+        slices: Sequence[SliceThreshold | str] = (),
+        custom_checks: Sequence[CustomCheck | Callable[[Any], Any]] = (),
+        metadata: MetadataRequirements | None = None,
+        mode: str = "enabled",
+        champion_alias: str = "champion",
+        challenger_alias: str = "challenger",
+        project: str | None = None,
+    ) -> ValidationResult:
+        """Validate a model version on held-out `data` (a table name or a DataFrame with the
+        `label` column) and, in mode `enabled`, give it the challenger alias if every check passes.
+
+        Checks: metadata (signature, ...), metric `thresholds` (`"roc_auc>=0.7"`), `comparisons`
+        with the champion on the same rows (`"roc_auc=0.01"`: at least +0.01), per-slice
+        thresholds (`"accuracy>=0.6 where region = 'north'"`) and `custom_checks` (callables).
+        Mode `dry_run` reports without moving any alias; `disabled` only tags the version
+        SKIPPED. Needs EXECUTE on the model and SELECT on the data; recording the verdict (the
+        `model_validation_status` tag, the description) and the alias need MANAGE.
+        """
+        from lakestack.models.tracking import Tracking
+        from lakestack.models.validation.result import check_mode
+        from lakestack.models.validation.service import ModelValidation, ValidationSpec
+
+        run_mode = check_mode(mode)
+        challenger_alias = validate_part(challenger_alias, "alias")
+        champion_alias = validate_part(champion_alias, "alias")
+        spec = ValidationSpec.build(
+            label, problem_type, thresholds, comparisons, slices, custom_checks, metadata
+        )
+        candidate = self.resolve(model_uri, "models.validate")
+        if run_mode == "enabled":
+            # Before any work: passing sets the alias, which needs MANAGE.
+            self._check(
+                "models.validate", Name.parse(candidate.name, 3), Privilege.MANAGE, alias=challenger_alias
+            )
+        # The registry is built without the workspace's Tracking: make one on the same store
+        # and storage root, acting as the same principal.
+        tables = self._features._tables
+        tracking = Tracking(self._uri, tables._root, self._caller.name, self._lineage)
+        service = ModelValidation(self, tables, self._features, self._lineage, tracking)
+        return service.validate(candidate, data, spec, run_mode, champion_alias, challenger_alias, project)
 
 
 def _mlflow_model_exists(client: Any, name: str) -> bool:

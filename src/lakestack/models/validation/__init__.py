@@ -1,0 +1,1 @@
+"""Model validation: checks a registered model version must pass before it may become challenger."""

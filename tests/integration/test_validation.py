@@ -169,3 +169,141 @@ def test_slice_thresholds_and_custom_checks(ws: Workspace) -> None:
     assert not by_name["broken"].passed and "no such column" in by_name["broken"].detail
     assert result.status == "FAILED" and ws.models.get(name).aliases == {}
     assert result.slice_metrics["region = 'south'"]["rows"] == ROWS / 3
+
+
+def day(d: int) -> datetime:
+    return datetime(2026, 1, d)
+
+
+def test_a_feature_store_model_is_validated_through_its_lookups_against_the_champion(ws: Workspace) -> None:
+    name = "dev.churn.fs"
+    rng = np.random.default_rng(5)
+    ids = list(range(60))
+    ws.features.create_table(
+        "dev.churn.customer",
+        primary_keys="cid",
+        df=pa.table({"cid": ids, "spend": rng.normal(size=60), "age": rng.normal(size=60)}),
+    )
+    spend = ws.features.read_table("dev.churn.customer").column("spend").to_numpy()
+    labels = pa.table({"cid": ids, "y": (spend + 0.2 * rng.normal(size=60) > 0).astype(int)})
+    ws.tables.create("dev.churn.fs_holdout", data=labels)
+    versions = []
+    for features in (["age"], ["spend", "age"]):  # the champion sees noise, the candidate the signal
+        training = ws.features.create_training_set(
+            labels, [FeatureLookup("dev.churn.customer", "cid", feature_names=features)], label="y",
+            exclude_columns=["cid"],
+        )  # fmt: skip
+        frame = training.load_df(to="pandas")
+        model = LogisticRegression().fit(frame[features], frame["y"])
+        with ws.tracking.start_run("churn"):
+            logged = ws.models.log_model(
+                model, "sklearn", training_set=training, registered_model_name=name, pip_requirements=["scikit-learn"]
+            )
+        versions.append(logged.registered_version)
+    ws.models.set_alias(name, "champion", versions[0])
+
+    result = ws.models.validate(
+        f"models:/{name}/{versions[1]}",
+        "dev.churn.fs_holdout",  # keys and labels only: features come from the lookups
+        "y",
+        "classification",
+        thresholds=["roc_auc>=0.8"],
+        comparisons=["roc_auc=5%"],
+    )
+    assert result.status == "PASSED", result.failed_checks
+    assert result.champion_version == versions[0]
+    assert result.metrics["roc_auc"] > result.champion_metrics["roc_auc"] * 1.05
+    spec_check = next(c for c in result.checks if c.name == "feature_spec:dev.churn.customer")
+    assert spec_check.passed and "spend" in spec_check.detail
+    assert ws.models.get(name).aliases == {"champion": versions[0], "challenger": versions[1]}
+
+
+def test_grants_gate_validation_and_the_alias(ws: Workspace) -> None:
+    name = "dev.churn.granted"
+    version = _register(ws, name)
+    uri = f"models:/{name}/{version}"
+    for who in ("bob", "carol"):
+        ws.principals.create(who)
+        ws.grants.grant("USE_CATALOG", "catalog", "dev", who)
+        ws.grants.grant("USE_SCHEMA", "schema", "dev.churn", who)
+    ws.grants.grant("EXECUTE", "model", name, "bob")
+    bob, carol = ws.as_principal("bob"), ws.as_principal("carol")
+    frame = HOLDOUT.to_pandas()
+
+    with pytest.raises(PrivilegeMissing, match=r"EXECUTE on model 'dev\.churn\.granted'"):
+        carol.models.validate(uri, frame, "y", "classification")
+    with pytest.raises(PrivilegeMissing, match=r"MANAGE on model 'dev\.churn\.granted'"):
+        bob.models.validate(uri, frame, "y", "classification", thresholds=["roc_auc>=0.5"])
+    with pytest.raises(PrivilegeMissing, match=r"SELECT on table 'dev\.churn\.holdout'"):
+        bob.models.validate(uri, "dev.churn.holdout", "y", "classification", mode="dry_run")
+    assert "model_validation_status" not in ws.models.resolve(uri).tags  # nothing was recorded
+
+    # A dry run needs no MANAGE: bob gets the verdict and the report, the version is untouched.
+    dry = bob.models.validate(uri, frame, "y", "classification", thresholds=["roc_auc>=0.5"], mode="dry_run")
+    assert dry.status == "PASSED" and dry.report_html_uri and any("needs MANAGE" in n for n in dry.notes)
+    assert "model_validation_status" not in ws.models.resolve(uri).tags
+    assert ws.models.get(name).aliases == {}
+
+
+VALIDATE_JOB = """
+name: train-and-validate
+tasks:
+  - task_key: train
+    python_task: {function: "steps:train"}
+  - task_key: validate
+    depends_on: [{task_key: train}]
+    python_task:
+      function: "lakestack.jobs.library.validate:validate_model"
+      parameters:
+        model_uri: "{{tasks.train.values.model_uri}}"
+        data: dev.churn.holdout
+        label: y
+        problem_type: classification
+        thresholds: '["roc_auc>=0.7"]'
+        min_improvement: "roc_auc=0.01"
+        baseline: '{"roc_auc": 0.6}'
+        mode: enabled
+  - task_key: gate
+    depends_on: [{task_key: validate}]
+    condition_task: {op: EQUAL_TO, left: "{{tasks.validate.values.passed}}", right: "true"}
+"""
+
+STEPS = """
+from sklearn.linear_model import LogisticRegression
+
+from lakestack.jobs import context, task_values
+
+
+def train():
+    ws = context.workspace()
+    frame = ws.tables.read("dev.churn.holdout", to="pandas")
+    model = LogisticRegression().fit(frame[["x1", "x2"]], frame["y"])
+    with ws.tracking.start_run("churn"):
+        logged = ws.models.log_model(
+            model, "sklearn", registered_model_name="dev.churn.job", input_example=frame[["x1", "x2"]].head(2),
+            pip_requirements=["scikit-learn"],
+        )
+    task_values.set("model_uri", f"models:/dev.churn.job/{logged.registered_version}")
+"""
+
+
+def test_a_job_trains_validates_and_branches_on_the_verdict(ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "steps.py").write_text(textwrap.dedent(STEPS))
+    (tmp_path / "job.yml").write_text(textwrap.dedent(VALIDATE_JOB))
+    ws.jobs.create(tmp_path / "job.yml")
+    run = ws.jobs.run_now("train-and-validate")
+    assert run.state == "SUCCESS", [(t.task_key, t.state, t.error) for t in run.tasks]
+    assert {t.task_key: t.state for t in run.tasks} == {
+        "train": "SUCCESS", "validate": "SUCCESS", "gate": "SUCCESS",
+    }  # fmt: skip
+    assert next(t for t in run.tasks if t.task_key == "gate").condition_outcome == "true"
+    values = {t.task_key: t.task_values for t in run.tasks}
+    assert values["validate"]["validation_status"] == "PASSED" and values["validate"]["passed"] is True
+    assert values["validate"]["report_uri"].endswith("validation/report.html")
+    assert values["validate"]["roc_auc"] > 0.7
+    assert values["validate"]["model_uri"] == values["train"]["model_uri"] == "models:/dev.churn.job/1"
+    assert ws.models.get("dev.churn.job").aliases == {"challenger": 1}
+    # No champion yet: the minimum improvement was measured against the baseline parameter.
+    checks = json.loads(_artifact(ws, values["validate"]["run_id"], "validation/report.json"))["checks"]
+    comparison = next(c for c in checks if c["kind"] == "comparison")
+    assert comparison["passed"] and not comparison["skipped"] and "the baseline" in comparison["detail"]

@@ -21,7 +21,8 @@ from lakestack.errors import LakestackError
 EPILOG = (
     "Exit codes: 0 ok, 1 unexpected error, 2 bad input (name, option, file, schema), 3 not found, "
     "4 permission denied or bad token, 5 already exists or conflict, 6 data-quality expectation failed, "
-    "7 a service (Redis) unavailable, 8 a job run (jobs run/repair) ended FAILED, TIMEDOUT or CANCELED."
+    "7 a service (Redis) unavailable, 8 a job run (jobs run/repair) ended FAILED, TIMEDOUT or CANCELED, "
+    "9 a model failed validation (models validate, mode enabled)."
 )
 
 app = typer.Typer(

@@ -15,7 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from lakestack import FeatureLookup, Workspace
-from lakestack.errors import PrivilegeMissing
+from lakestack.errors import InvalidParameter, NotFound, PrivilegeMissing
 from lakestack.models.validation.checks import CheckOutcome, Comparison, SliceThreshold, Threshold
 
 ROWS = 240
@@ -41,7 +41,11 @@ def _register(ws: Workspace, name: str, worse: bool = False) -> int:
     example = frame[columns].head(3)
     with ws.tracking.start_run("churn"):
         logged = ws.models.log_model(
-            model, "sklearn", registered_model_name=name, input_example=example, pip_requirements=["scikit-learn"]
+            model,
+            "sklearn",
+            registered_model_name=name,
+            input_example=example,
+            pip_requirements=["scikit-learn"],
         )
     assert logged.registered_version is not None
     return logged.registered_version
@@ -132,7 +136,9 @@ def test_a_worse_model_fails_against_the_champion_and_moves_no_alias(ws: Workspa
     )  # fmt: skip
     assert dry.status == "PASSED" and dry.alias_set is None and any("Dry run" in n for n in dry.notes)
     assert ws.models.get(name).aliases == {"champion": good}
-    disabled = ws.models.validate(f"models:/{name}/{again}", "dev.churn.holdout", "y", "classification", mode="disabled")
+    disabled = ws.models.validate(
+        f"models:/{name}/{again}", "dev.churn.holdout", "y", "classification", mode="disabled"
+    )
     assert disabled.status == "SKIPPED" and not disabled.passed and disabled.run_id is None
     assert ws.models.resolve(f"models:/{name}/{again}").tags["model_validation_status"] == "SKIPPED"
     assert ws.models.get(name).aliases == {"champion": good}
@@ -197,7 +203,11 @@ def test_a_feature_store_model_is_validated_through_its_lookups_against_the_cham
         model = LogisticRegression().fit(frame[features], frame["y"])
         with ws.tracking.start_run("churn"):
             logged = ws.models.log_model(
-                model, "sklearn", training_set=training, registered_model_name=name, pip_requirements=["scikit-learn"]
+                model,
+                "sklearn",
+                training_set=training,
+                registered_model_name=name,
+                pip_requirements=["scikit-learn"],
             )
         versions.append(logged.registered_version)
     ws.models.set_alias(name, "champion", versions[0])
@@ -280,8 +290,8 @@ def train():
     model = LogisticRegression().fit(frame[["x1", "x2"]], frame["y"])
     with ws.tracking.start_run("churn"):
         logged = ws.models.log_model(
-            model, "sklearn", registered_model_name="dev.churn.job", input_example=frame[["x1", "x2"]].head(2),
-            pip_requirements=["scikit-learn"],
+            model, "sklearn", registered_model_name="dev.churn.job",
+            input_example=frame[["x1", "x2"]].head(2), pip_requirements=["scikit-learn"],
         )
     task_values.set("model_uri", f"models:/dev.churn.job/{logged.registered_version}")
 """
@@ -307,3 +317,22 @@ def test_a_job_trains_validates_and_branches_on_the_verdict(ws: Workspace, tmp_p
     checks = json.loads(_artifact(ws, values["validate"]["run_id"], "validation/report.json"))["checks"]
     comparison = next(c for c in checks if c["kind"] == "comparison")
     assert comparison["passed"] and not comparison["skipped"] and "the baseline" in comparison["detail"]
+
+
+def test_a_model_that_cannot_predict_fails_and_a_wrong_table_records_nothing(ws: Workspace) -> None:
+    name = "dev.churn.broken"
+    version = _register(ws, name)
+    uri = f"models:/{name}/{version}"
+    with pytest.raises(NotFound, match=r"dev\.churn\.nope"):
+        ws.models.validate(uri, "dev.churn.nope", "y", "classification")
+    with pytest.raises(InvalidParameter, match="no label column 'label'"):
+        ws.models.validate(uri, "dev.churn.holdout", "label", "classification")
+    assert "model_validation_status" not in ws.models.resolve(uri).tags
+
+    result = ws.models.validate(
+        uri, HOLDOUT.drop_columns(["x2"]), "y", "classification", thresholds=["f1>=0.5"]
+    )
+    assert result.status == "FAILED" and ws.models.get(name).aliases == {}
+    (predict,) = [c for c in result.checks if c.name == "predict"]
+    assert not predict.passed and "needs input column(s) x2" in predict.detail
+    assert ws.models.resolve(uri).tags["model_validation_status"] == "FAILED"

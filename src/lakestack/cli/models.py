@@ -125,14 +125,16 @@ def models_validate(
         typer.Option(
             "--slice",
             help="A per-slice bound: \"accuracy>=0.6 where region = 'north'\"; "
-            "\"... where region\" checks each value (repeatable).",
+            '"... where region" checks each value (repeatable).',
         ),
     ] = None,
     require_tag: Annotated[
         list[str] | None, typer.Option("--require-tag", help="A tag the version must carry (repeatable).")
     ] = None,
     require_signature: Annotated[bool, typer.Option(help="The model must have a signature.")] = True,
-    require_input_example: Annotated[bool, typer.Option(help="The model must have an input example.")] = False,
+    require_input_example: Annotated[
+        bool, typer.Option(help="The model must have an input example.")
+    ] = False,
     require_description: Annotated[bool, typer.Option(help="The version must have a description.")] = False,
     mode: Annotated[
         str, typer.Option(help="enabled (passing sets the alias), dry_run (report only) or disabled.")
@@ -201,7 +203,8 @@ def _print_validation(result: Any) -> None:
     names = sorted(set(result.metrics) | set(result.champion_metrics))
     champion = "-" if result.champion_version is None else f"champion v{result.champion_version}"
     metric_rows = [
-        {"metric": n, "candidate": result.metrics.get(n), champion: result.champion_metrics.get(n)} for n in names
+        {"metric": n, "candidate": result.metrics.get(n), champion: result.champion_metrics.get(n)}
+        for n in names
     ]
     print_rows(metric_rows, ["metric", "candidate", champion], "metrics")
     for note in result.notes:

@@ -28,6 +28,7 @@ does (after setting its values), for jobs that stop rather than branch.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from lakestack.errors import InvalidParameter
@@ -50,7 +51,7 @@ def _texts(value: Any, what: str) -> list[str]:
         else:
             return [part.strip() for part in text.split(";") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidParameter(f"Parameter {what} must be a list of strings such as [\"roc_auc>=0.7\"].")
+        raise InvalidParameter(f'Parameter {what} must be a list of strings such as ["roc_auc>=0.7"].')
     return value
 
 
@@ -90,7 +91,7 @@ def validate_model(
     """
     baselines = json.loads(baseline) if isinstance(baseline, str) and baseline.strip() else baseline or {}
     if not isinstance(baselines, dict):
-        raise InvalidParameter("Parameter baseline must be a JSON object such as {\"roc_auc\": 0.5}.")
+        raise InvalidParameter('Parameter baseline must be a JSON object such as {"roc_auc": 0.5}.')
     comparisons = []
     for text in _texts(min_improvement, "min_improvement"):
         parsed = Comparison.parse(text)
@@ -117,7 +118,9 @@ def validate_model(
     values = publish(result)
     if _flag(fail_on_failure, "fail_on_failure") and result.status == "FAILED":
         failed = "; ".join(f"{c.name}: {c.detail}" for c in result.failed_checks)
-        raise RuntimeError(f"Model {result.model_uri} failed validation: {failed}. Report: {result.report_html_uri}")
+        raise RuntimeError(
+            f"Model {result.model_uri} failed validation: {failed}. Report: {result.report_html_uri}"
+        )
     return values
 
 
@@ -132,7 +135,8 @@ def publish(result: ValidationResult) -> dict[str, Any]:
         "report_uri": result.report_html_uri,
         "failed_checks": [c.name for c in result.failed_checks],
     }
-    values.update({k: v for k, v in result.metrics.items() if k not in values and v == v})  # NaN is not JSON
+    # Task values are JSON: an undefined (NaN) or infinite metric is left out.
+    values.update({k: v for k, v in result.metrics.items() if k not in values and math.isfinite(v)})
     for key, value in values.items():
         task_values.set(key, value)
     return values

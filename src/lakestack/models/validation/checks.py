@@ -67,7 +67,9 @@ class Threshold:
 
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
-            raise InvalidParameter(f"Threshold on {self.metric}: operator {self.op!r} is not one of >=, >, <=, <.")
+            raise InvalidParameter(
+                f"Threshold on {self.metric}: operator {self.op!r} is not one of >=, >, <=, <."
+            )
 
     @classmethod
     def parse(cls, text: str) -> Threshold:
@@ -136,7 +138,7 @@ class SliceThreshold:
         if len(parts) != 2 or not parts[1].strip():
             raise InvalidParameter(
                 f"Invalid slice threshold {text!r}: write METRIC OP VALUE where EXPRESSION, "
-                "e.g. \"accuracy>=0.6 where region = 'north'\" (or \"... where region\": one slice per value)."
+                'e.g. "accuracy>=0.6 where region = \'north\'" (or "... where region": one slice per value).'
             )
         return cls(parts[1].strip(), Threshold.parse(parts[0]))
 

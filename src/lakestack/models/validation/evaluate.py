@@ -38,7 +38,9 @@ def model_info(uri: str) -> Any:
 
 def feature_spec(info: Any) -> dict[str, Any] | None:
     """The feature spec a model was logged with through a training set, or None."""
-    spec: dict[str, Any] | None = (info.metadata or {}).get(feature_models.METADATA_KEY, {}).get("feature_spec")
+    spec: dict[str, Any] | None = (
+        (info.metadata or {}).get(feature_models.METADATA_KEY, {}).get("feature_spec")
+    )
     return spec
 
 
@@ -83,7 +85,9 @@ def score(
     return Scored(joined, predictions, scores, classes)
 
 
-def _probabilities(model: Any, rows: pa.Table, spec: Any, info: Any) -> tuple[np.ndarray | None, list[Any] | None]:
+def _probabilities(
+    model: Any, rows: pa.Table, spec: Any, info: Any
+) -> tuple[np.ndarray | None, list[Any] | None]:
     """Class probabilities from the estimator inside the pyfunc, when it exposes them."""
     estimator, columns = _estimator(model, spec, info)
     if estimator is None or not hasattr(estimator, "predict_proba") or not hasattr(estimator, "classes_"):

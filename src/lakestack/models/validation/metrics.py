@@ -27,10 +27,8 @@ LOWER_IS_BETTER = frozenset({"log_loss", "mae", "mse", "rmse", "mape"})
 def problem_type(value: str) -> ProblemType:
     """Check a problem type name (`classification` or `regression`)."""
     if value not in PROBLEM_TYPES:
-        raise InvalidParameter(
-            f"Unknown problem_type {value!r}: use 'classification' or 'regression'."
-        )
-    return value  # type: ignore[return-value]
+        raise InvalidParameter(f"Unknown problem_type {value!r}: use 'classification' or 'regression'.")
+    return value
 
 
 def known_metrics(kind: ProblemType) -> tuple[str, ...]:
@@ -42,9 +40,7 @@ def check_metric(name: str, kind: ProblemType) -> str:
     """`name` if it is computed for `kind`; otherwise an error listing the ones that are."""
     allowed = known_metrics(kind)
     if name not in allowed:
-        raise InvalidParameter(
-            f"Unknown {kind} metric {name!r}: use one of {', '.join(allowed)}."
-        )
+        raise InvalidParameter(f"Unknown {kind} metric {name!r}: use one of {', '.join(allowed)}.")
     return name
 
 
@@ -86,13 +82,11 @@ def _regression(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     return found
 
 
-def _classification(
-    truth: np.ndarray, predicted: np.ndarray, scores: Any, classes: Any
-) -> dict[str, float]:
+def _classification(truth: np.ndarray, predicted: np.ndarray, scores: Any, classes: Any) -> dict[str, float]:
     from sklearn import metrics
 
     labels = np.unique(np.concatenate([truth, predicted]))
-    binary = len(labels) <= 2 and set(labels.tolist()) <= {0, 1, True, False}
+    binary = len(labels) <= 2 and set(labels.tolist()) <= {0, 1}  # bools compare equal to 0 and 1
     average = "binary" if binary else "weighted"
     found = {
         "accuracy": float(metrics.accuracy_score(truth, predicted)),

@@ -55,7 +55,9 @@ def log(run: Any, result: ValidationResult) -> ValidationResult:
     mlflow.log_metrics(logged)
     mlflow.set_tag("lakestack.validation.status", result.status)
     base = str(run.info.artifact_uri).rstrip("/")
-    done = replace(result, report_json_uri=f"{base}/{JSON_ARTIFACT}", report_html_uri=f"{base}/{HTML_ARTIFACT}")
+    done = replace(
+        result, report_json_uri=f"{base}/{JSON_ARTIFACT}", report_html_uri=f"{base}/{HTML_ARTIFACT}"
+    )
     mlflow.log_text(to_json(done), JSON_ARTIFACT)
     mlflow.log_text(to_html(done), HTML_ARTIFACT)
     return done
@@ -98,7 +100,7 @@ def to_html(result: ValidationResult) -> str:
         verdict = "skipped" if check.skipped else ("pass" if check.passed else "fail")
         css = {"skipped": "skip", "pass": "pass", "fail": "fail"}[verdict]
         rows.append(
-            f"<tr><td>{_e(check.name)}</td><td>{_e(check.kind)}</td><td class=\"{css}\">{verdict}</td>"
+            f'<tr><td>{_e(check.name)}</td><td>{_e(check.kind)}</td><td class="{css}">{verdict}</td>'
             f"<td>{_e(check.value)}</td><td>{_e(check.threshold)}</td><td>{_e(check.detail)}</td></tr>"
         )
     names = sorted(set(result.metrics) | set(result.champion_metrics))
@@ -108,7 +110,11 @@ def to_html(result: ValidationResult) -> str:
     ]
     slice_names = sorted({k for found in result.slice_metrics.values() for k in found})
     slice_rows = [
-        "<tr><td>" + _e(label) + "</td>" + "".join(f"<td>{_e(found.get(k))}</td>" for k in slice_names) + "</tr>"
+        "<tr><td>"
+        + _e(label)
+        + "</td>"
+        + "".join(f"<td>{_e(found.get(k))}</td>" for k in slice_names)
+        + "</tr>"
         for label, found in result.slice_metrics.items()
     ]
     champion = "none" if result.champion_version is None else f"version {result.champion_version}"
@@ -117,7 +123,8 @@ def to_html(result: ValidationResult) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Validation of {_e(result.model_uri)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>Validation of {_e(result.model_uri)}: <span class=\"{_e(result.status)}\">{_e(result.status)}</span></h1>",
+        f"<h1>Validation of {_e(result.model_uri)}: "
+        f'<span class="{_e(result.status)}">{_e(result.status)}</span></h1>',
         "<table>",
         f"<tr><th>mode</th><td>{_e(result.mode)}</td></tr>",
         f"<tr><th>data</th><td>{_e(data)}, {_e(result.rows)} rows</td></tr>",
@@ -135,7 +142,11 @@ def to_html(result: ValidationResult) -> str:
     ]
     if slice_rows:
         header = "".join(f"<th>{_e(k)}</th>" for k in slice_names)
-        parts += ["<h2>Slices (candidate)</h2><table><tr><th>slice</th>" + header + "</tr>", *slice_rows, "</table>"]
+        parts += [
+            "<h2>Slices (candidate)</h2><table><tr><th>slice</th>" + header + "</tr>",
+            *slice_rows,
+            "</table>",
+        ]
     if result.notes:
         parts += ["<h2>Notes</h2><ul>", *(f"<li>{_e(n)}</li>" for n in result.notes), "</ul>"]
     parts.append("</body></html>")

@@ -109,4 +109,4 @@ def check_mode(mode: str) -> Mode:
         from lakestack.errors import InvalidParameter
 
         raise InvalidParameter(f"Unknown validation mode {mode!r}: use disabled, dry_run or enabled.")
-    return mode  # type: ignore[return-value]
+    return mode

@@ -79,7 +79,9 @@ def metadata_checks(
                 "description",
                 "metadata",
                 bool(text),
-                detail="" if text else f"Version {version.version} has no description: set one with "
+                detail=""
+                if text
+                else f"Version {version.version} has no description: set one with "
                 f"ws.models.set_description('{version.name}', {version.version}, '...').",
             )
         )
@@ -90,7 +92,9 @@ def metadata_checks(
                 f"tag:{key}",
                 "metadata",
                 bool(value),
-                detail=f"{key}={value}" if value else f"Version {version.version} lacks required tag '{key}': "
+                detail=f"{key}={value}"
+                if value
+                else f"Version {version.version} lacks required tag '{key}': "
                 f"lakestack models tag {version.name} {version.version} {key} VALUE",
             )
         )
@@ -190,24 +194,33 @@ def comparison_checks(context: Context) -> list[CheckResult]:
         name = f"comparison:{comparison.metric}"
         value = _value(context.candidate.metrics, comparison.metric)
         if context.champion is not None:
-            reference, against = _value(context.champion.metrics, comparison.metric), (
-                f"{context.champion_alias} (version {context.champion.version})"
+            reference, against = (
+                _value(context.champion.metrics, comparison.metric),
+                (f"{context.champion_alias} (version {context.champion.version})"),
             )
         elif comparison.baseline is not None:
             reference, against = comparison.baseline, "the baseline"
         elif context.champion_note.startswith("ERROR"):
-            results.append(CheckResult(name, "comparison", False, value, str(comparison), context.champion_note))
+            results.append(
+                CheckResult(name, "comparison", False, value, str(comparison), context.champion_note)
+            )
             continue
         else:
             results.append(
-                CheckResult(name, "comparison", True, value, str(comparison), context.champion_note, skipped=True)
+                CheckResult(
+                    name, "comparison", True, value, str(comparison), context.champion_note, skipped=True
+                )
             )
             continue
         if value is None or reference is None:
-            results.append(CheckResult(name, "comparison", False, value, str(comparison), _undefined(comparison.metric)))
+            results.append(
+                CheckResult(name, "comparison", False, value, str(comparison), _undefined(comparison.metric))
+            )
             continue
         passed, detail = _improves(comparison, value, reference)
-        results.append(CheckResult(name, "comparison", passed, value, str(comparison), f"{detail} vs {against}"))
+        results.append(
+            CheckResult(name, "comparison", passed, value, str(comparison), f"{detail} vs {against}")
+        )
     return results
 
 
@@ -247,7 +260,11 @@ def slice_checks(context: Context) -> tuple[list[CheckResult], dict[str, dict[st
                 per_slice[part.label] = {
                     "rows": float(count),
                     **metrics.compute(
-                        context.spec.problem_type, truth[mask], candidate.predictions[mask], scores, candidate.classes
+                        context.spec.problem_type,
+                        truth[mask],
+                        candidate.predictions[mask],
+                        scores,
+                        candidate.classes,
                     ),
                 }
             name = f"slice:{item.threshold.metric}[{part.label}]"

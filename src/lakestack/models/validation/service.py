@@ -96,7 +96,12 @@ class ModelValidation:
     """Runs validations for one principal; built by `ws.models.validate`."""
 
     def __init__(
-        self, registry: ModelRegistry, tables: Tables, features: FeatureStore, lineage: Lineage, tracking: Tracking
+        self,
+        registry: ModelRegistry,
+        tables: Tables,
+        features: FeatureStore,
+        lineage: Lineage,
+        tracking: Tracking,
     ) -> None:
         self._registry = registry
         self._tables = tables
@@ -122,6 +127,8 @@ class ModelValidation:
             recorder.tag(STATUS_TAG, "SKIPPED")
             notes.append("Validation is disabled: no checks ran and no alias was set.")
             return ValidationResult(candidate.name, candidate.version, "SKIPPED", mode, [], {}, notes=notes)
+        if isinstance(data, str):
+            self._check_table(data, spec.label)  # a wrong name or a missing grant leaves no PENDING behind
         recorder.tag(STATUS_TAG, "PENDING", required=mode == "enabled")
         with self._run(candidate, project, mode, data) as run:
             result = self._evaluate(candidate, data, spec, mode, champion_alias, notes)
@@ -147,7 +154,8 @@ class ModelValidation:
 
         if mlflow.active_run() is not None:
             raise InvalidParameter(
-                "ws.models.validate starts its own MLflow run: call it outside `with ws.tracking.start_run(...)`."
+                "ws.models.validate starts its own MLflow run: "
+                "call it outside `with ws.tracking.start_run(...)`."
             )
         tags = {
             "lakestack.validation.model": candidate.name,
@@ -186,7 +194,15 @@ class ModelValidation:
         rows, data_name, data_version = self._load(data, spec.label)
         info = evaluate.model_info(candidate.uri)
         results = runner.metadata_checks(spec.metadata, candidate, info, rows, self._features)
-        scored = self._score(candidate, info, rows, spec)
+        try:
+            scored = self._score(candidate, info, rows, spec)
+        except InvalidParameter as exc:
+            # A candidate that cannot predict on the held-out data fails; it does not crash.
+            results.append(CheckResult("predict", "metadata", False, detail=exc.message))
+            return ValidationResult(
+                candidate.name, candidate.version, "FAILED", mode, results, {}, data=data_name,
+                data_version=data_version, rows=rows.num_rows, notes=notes,
+            )  # fmt: skip
         champion, champion_note = self._champion(candidate, champion_alias, rows, spec)
         if champion_note:
             notes.append(champion_note)
@@ -212,6 +228,14 @@ class ModelValidation:
             rows=rows.num_rows,
             notes=notes,
         )
+
+    def _check_table(self, name: str, label: str) -> None:
+        """The data table exists, the caller may read it, and it has the label column."""
+        columns = self._tables.get(name).schema.names
+        if label not in columns:
+            raise InvalidParameter(
+                f"Table '{name}' has no label column {label!r}. Columns: {', '.join(columns)}."
+            )
 
     def _load(self, data: Any, label: str) -> tuple[pa.Table, str, int | None]:
         """The evaluation rows; a table is read as the caller (SELECT) at its current version."""
@@ -250,7 +274,10 @@ class ModelValidation:
         try:
             champion = self._registry.resolve(f"models:/{candidate.name}@{alias}", "models.validate")
         except NotFound:
-            return None, f"No '{alias}' version of {candidate.name} yet: the comparison with a champion was skipped."
+            return (
+                None,
+                f"No '{alias}' version of {candidate.name} yet: the comparison with a champion was skipped.",
+            )
         if champion.version == candidate.version:
             return None, f"Version {candidate.version} is itself the '{alias}': the comparison was skipped."
         info = evaluate.model_info(champion.uri)
@@ -292,4 +319,3 @@ class _VersionRecorder:
             if not text.startswith(SUMMARY_PREFIX)
         ]
         self._registry.set_description(self._version.name, self._version.version, "\n".join([*kept, line]))
-

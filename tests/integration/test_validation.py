@@ -16,7 +16,13 @@ from sklearn.linear_model import LogisticRegression
 
 from lakestack import FeatureLookup, Workspace
 from lakestack.errors import InvalidParameter, NotFound, PrivilegeMissing
-from lakestack.models.validation.checks import CheckOutcome, Comparison, SliceThreshold, Threshold
+from lakestack.models.validation.checks import (
+    CheckOutcome,
+    Comparison,
+    MetadataRequirements,
+    SliceThreshold,
+    Threshold,
+)
 
 ROWS = 240
 
@@ -336,3 +342,37 @@ def test_a_model_that_cannot_predict_fails_and_a_wrong_table_records_nothing(ws:
     (predict,) = [c for c in result.checks if c.name == "predict"]
     assert not predict.passed and "needs input column(s) x2" in predict.detail
     assert ws.models.resolve(uri).tags["model_validation_status"] == "FAILED"
+
+
+def test_a_regression_model_and_its_description_across_validations(ws: Workspace) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    name = "dev.churn.spend"
+    frame = TRAIN.to_pandas()
+    with ws.tracking.start_run("spend"):
+        logged = ws.models.log_model(
+            LinearRegression().fit(frame[["x1"]], frame["x2"]),
+            "sklearn",
+            registered_model_name=name,
+            input_example=frame[["x1"]].head(2),
+            pip_requirements=["scikit-learn"],
+        )
+    uri = f"models:/{name}/{logged.registered_version}"
+    needs = MetadataRequirements(description=True, tags=("owner",))
+    first = ws.models.validate(uri, "dev.churn.holdout", "x2", "regression", metadata=needs, mode="dry_run")
+    assert {c.name for c in first.failed_checks} == {"description", "tag:owner"}
+    assert set(first.metrics) == {"mae", "mse", "rmse", "r2", "mape"}
+
+    ws.models.set_description(name, 1, "Predicts x2 from x1.")
+    ws.models.set_tag(name, 1, "owner", "ml-team")
+    second = ws.models.validate(
+        uri, "dev.churn.holdout", "x2", "regression", metadata=needs, thresholds=["rmse<=1.5"], mode="dry_run"
+    )
+    assert second.status == "PASSED" and second.metrics["rmse"] < 1.5
+    lines = (ws.models.resolve(uri).description or "").splitlines()
+    assert (
+        lines[0] == "Predicts x2 from x1."
+        and len(lines) == 2
+        and lines[1].startswith("Validation PASSED (4/4")
+    )
+    assert ws.tracking.runs("spend")[0].info.run_id == second.run_id  # beside the training run

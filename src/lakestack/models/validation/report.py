@@ -16,6 +16,12 @@ from lakestack.models.validation.result import ValidationResult
 JSON_ARTIFACT = "validation/report.json"
 HTML_ARTIFACT = "validation/report.html"
 _UNSAFE_METRIC = re.compile(r"[^A-Za-z0-9_\-. /]+")
+_SUMMARY = re.compile(r"Validation (PASSED|FAILED) \(\d+/\d+ checks")
+
+
+def is_summary(line: str) -> bool:
+    """Whether a description line is a summary a validation wrote (replaced by the next one)."""
+    return _SUMMARY.match(line) is not None
 
 
 def summary_line(result: ValidationResult) -> str:

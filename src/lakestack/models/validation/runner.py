@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from lakestack.errors import LakestackError
 from lakestack.features.store import FeatureStore
-from lakestack.models.validation import evaluate, metrics, slices
+from lakestack.models.validation import evaluate, metrics, report, slices
 from lakestack.models.validation.checks import CheckResult, Comparison, MetadataRequirements, outcome
 from lakestack.models.validation.result import Evaluation, ModelScores
 
@@ -72,7 +72,7 @@ def metadata_checks(
         )
     if wanted.description:
         text = "\n".join(
-            line for line in (version.description or "").splitlines() if not line.startswith("Validation ")
+            line for line in (version.description or "").splitlines() if not report.is_summary(line)
         ).strip()
         found.append(
             CheckResult(

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from lakestack.models.registry import ModelRegistry, ModelVersionInfo
 
 DEFAULT_PROJECT = "model-validation"
-SUMMARY_PREFIX = "Validation "
 
 
 @dataclass(frozen=True)
@@ -314,8 +313,6 @@ class _VersionRecorder:
         if not self._allowed:
             return
         kept = [
-            text
-            for text in (self._version.description or "").splitlines()
-            if not text.startswith(SUMMARY_PREFIX)
+            text for text in (self._version.description or "").splitlines() if not report.is_summary(text)
         ]
         self._registry.set_description(self._version.name, self._version.version, "\n".join([*kept, line]))

@@ -333,6 +333,8 @@ def test_a_model_that_cannot_predict_fails_and_a_wrong_table_records_nothing(ws:
         ws.models.validate(uri, "dev.churn.nope", "y", "classification")
     with pytest.raises(InvalidParameter, match="no label column 'label'"):
         ws.models.validate(uri, "dev.churn.holdout", "label", "classification")
+    with ws.tracking.start_run("churn"), pytest.raises(InvalidParameter, match="call it outside"):
+        ws.models.validate(uri, "dev.churn.holdout", "y", "classification")
     assert "model_validation_status" not in ws.models.resolve(uri).tags
 
     result = ws.models.validate(

@@ -126,6 +126,7 @@ class ModelValidation:
             recorder.tag(STATUS_TAG, "SKIPPED")
             notes.append("Validation is disabled: no checks ran and no alias was set.")
             return ValidationResult(candidate.name, candidate.version, "SKIPPED", mode, [], {}, notes=notes)
+        _no_active_run()
         if isinstance(data, str):
             self._check_table(data, spec.label)  # a wrong name or a missing grant leaves no PENDING behind
         recorder.tag(STATUS_TAG, "PENDING", required=mode == "enabled")
@@ -149,13 +150,6 @@ class ModelValidation:
     # --- steps -----------------------------------------------------------------------------
 
     def _run(self, candidate: ModelVersionInfo, project: str | None, mode: Mode, data: Any) -> Any:
-        import mlflow
-
-        if mlflow.active_run() is not None:
-            raise InvalidParameter(
-                "ws.models.validate starts its own MLflow run: "
-                "call it outside `with ws.tracking.start_run(...)`."
-            )
         tags = {
             "lakestack.validation.model": candidate.name,
             "lakestack.validation.version": str(candidate.version),
@@ -284,6 +278,15 @@ class ModelValidation:
             return self._score(champion, info, rows, spec)[1], ""
         except (InvalidParameter, PermissionDenied, NotFound) as exc:
             return None, f"ERROR: the '{alias}' (version {champion.version}) could not be scored: {exc}"
+
+
+def _no_active_run() -> None:
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        raise InvalidParameter(
+            "ws.models.validate starts its own MLflow run: call it outside `with ws.tracking.start_run(...)`."
+        )
 
 
 class _VersionRecorder:

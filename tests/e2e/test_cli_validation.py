@@ -46,11 +46,13 @@ def test_validate_prints_the_verdict_and_exits_9_when_the_model_fails(tmp_path: 
     }
     shown = ok(
         "models", "validate", "models:/dev.churn.model/1", *common, "--threshold", "roc_auc>=0.9",
-        "--min-improvement", "roc_auc=0.01", "--baseline", "roc_auc=0.5", ws=path,
+        "--min-improvement", "roc_auc=0.01", "--baseline", "roc_auc=0.5",
+        "--slice", "accuracy>=0.5 where region", ws=path,
     )  # fmt: skip
     assert (
         "PASSED" in shown
         and "comparison:roc_auc" in shown
+        and "slice:accuracy[region = 'b']" in shown  # not eaten as rich markup
         and "dev.churn.model@challenger -> version 1" in shown
     )
     assert json.loads(ok("models", "show", "dev.churn.model", "--json", ws=path))["aliases"] == {

@@ -78,6 +78,9 @@ def test_a_first_model_passes_on_thresholds_and_becomes_challenger(ws: Workspace
     def no_script(evaluation: object) -> tuple[bool, str]:
         return True, "<script>alert('x')</script>"
 
+    def pending_while_running(evaluation: object) -> bool:
+        return ws.models.resolve(f"models:/{name}/{version}").tags["model_validation_status"] == "PENDING"
+
     result = ws.models.validate(
         f"models:/{name}/{version}",
         "dev.churn.holdout",
@@ -85,7 +88,7 @@ def test_a_first_model_passes_on_thresholds_and_becomes_challenger(ws: Workspace
         "classification",
         thresholds=["roc_auc>=0.7", "accuracy>=0.6"],
         comparisons=["roc_auc=0.01"],
-        custom_checks=[no_script],
+        custom_checks=[no_script, pending_while_running],
     )
     assert result.status == "PASSED" and result.passed and result.alias_set == "challenger"
     comparison = next(c for c in result.checks if c.kind == "comparison")
@@ -96,7 +99,7 @@ def test_a_first_model_passes_on_thresholds_and_becomes_challenger(ws: Workspace
     info = ws.models.resolve(f"models:/{name}/{version}")
     assert info.tags["model_validation_status"] == "PASSED"
     assert info.tags["model_validation_run_id"] == result.run_id
-    assert info.description is not None and info.description.startswith("Validation PASSED (5/5 checks")
+    assert info.description is not None and info.description.startswith("Validation PASSED (6/6 checks")
 
     report = json.loads(_artifact(ws, str(result.run_id), "validation/report.json"))
     assert report["status"] == "PASSED" and report["metrics"]["roc_auc"] == result.metrics["roc_auc"]

@@ -183,36 +183,46 @@ def models_validate(
 
 
 def _print_validation(result: Any) -> None:
+    from rich.markup import escape  # slice names such as [region = 'a'] are not markup
+
     style = {"PASSED": "green", "FAILED": "red"}.get(result.status, "yellow")
     console.print(
-        f"[bold]{result.model_uri}[/bold]: [{style}]{result.status}[/{style}] "
-        f"(mode {result.mode}, {result.rows} rows of {result.data or '-'})"
+        f"[bold]{escape(result.model_uri)}[/bold]: [{style}]{result.status}[/{style}] "
+        f"(mode {result.mode}, {result.rows} rows of {escape(result.data or '-')})"
     )
     rows = [
         {
-            "check": c.name,
+            "check": escape(c.name),
             "kind": c.kind,
-            "verdict": "skipped" if c.skipped else ("pass" if c.passed else "FAIL"),
+            "verdict": "skipped" if c.skipped else ("pass" if c.passed else "[red]FAIL[/red]"),
             "value": None if c.value is None else round(c.value, 4),
             "threshold": c.threshold,
-            "detail": c.detail,
+            "detail": escape(c.detail),
         }
         for c in result.checks
     ]
     print_rows(rows, ["check", "kind", "verdict", "value", "threshold", "detail"], "checks")
     names = sorted(set(result.metrics) | set(result.champion_metrics))
     champion = "-" if result.champion_version is None else f"champion v{result.champion_version}"
+
+    def shown(value: float | None) -> float | None:
+        return None if value is None else round(value, 4)
+
     metric_rows = [
-        {"metric": n, "candidate": result.metrics.get(n), champion: result.champion_metrics.get(n)}
+        {
+            "metric": n,
+            "candidate": shown(result.metrics.get(n)),
+            champion: shown(result.champion_metrics.get(n)),
+        }
         for n in names
     ]
     print_rows(metric_rows, ["metric", "candidate", champion], "metrics")
     for note in result.notes:
-        console.print(f"[dim]{note}[/dim]")
+        console.print(f"[dim]{escape(note)}[/dim]")
     if result.alias_set:
         ok(f"{result.model_name}@{result.alias_set} -> version {result.version}")
     if result.report_html_uri:
-        console.print(f"Report: {result.report_html_uri}")
+        console.print(f"Report: {escape(result.report_html_uri)}")
 
 
 def _ms(timestamp: int | None) -> datetime | None:

@@ -147,3 +147,29 @@ def test_the_html_report_escapes_every_value() -> None:
     assert "<img" not in page and page.count("&lt;img src=x onerror=alert(1)&gt;") == 4
     assert "<script" not in page and "http" not in page  # nothing to fetch, nothing to run
     assert '"r2": null' in report.to_json(result)  # NaN is not JSON
+
+
+def test_the_job_task_reads_its_parameters_and_publishes_json_task_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lakestack.jobs import task_values
+    from lakestack.jobs.library.validate import _flag, _texts, publish
+
+    monkeypatch.delenv(task_values.TASK_DIR_ENV, raising=False)
+    monkeypatch.setattr(task_values, "_local", {})  # outside a job values stay in memory: keep them ours
+
+    assert _texts('["roc_auc>=0.7", "f1>=0.5"]', "thresholds") == ["roc_auc>=0.7", "f1>=0.5"]
+    assert _texts("roc_auc>=0.7; f1>=0.5", "thresholds") == ["roc_auc>=0.7", "f1>=0.5"]
+    assert _texts(["a"], "x") == ["a"] and _texts(None, "x") == [] and _texts("", "x") == []
+    with pytest.raises(InvalidParameter, match="thresholds"):
+        _texts("[1, 2", "thresholds")
+    assert _flag("true", "f") and not _flag("false", "f") and _flag(True, "f")
+    with pytest.raises(InvalidParameter, match="true or false"):
+        _flag("maybe", "f")
+    result = ValidationResult(
+        "dev.s.m", 3, "PASSED", "enabled", [], {"roc_auc": 0.9, "r2": float("nan"), "mape": float("inf")}
+    )
+    values = publish(result)
+    assert values["passed"] is True and values["validation_status"] == "PASSED" and values["roc_auc"] == 0.9
+    assert "r2" not in values and "mape" not in values  # task values are JSON
+    assert task_values.get("validate", "model_uri") == "models:/dev.s.m/3"

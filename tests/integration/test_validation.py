@@ -172,6 +172,7 @@ def test_slice_thresholds_and_custom_checks(ws: Workspace) -> None:
         slices=[
             "accuracy>=0.75 where region",
             SliceThreshold("x1 > 0 AND region = 'north'", Threshold("recall", ">=", 0.5)),
+            "accuracy>=0.5 where plan = 'gold'",  # no such column: that check fails, the rest still run
         ],
         custom_checks=[enough_rows, broken],
         mode="dry_run",
@@ -180,6 +181,9 @@ def test_slice_thresholds_and_custom_checks(ws: Workspace) -> None:
     assert by_name["slice:accuracy[region = 'north']"].passed
     assert not by_name["slice:accuracy[region = 'south']"].passed
     assert by_name["slice:recall[x1 > 0 AND region = 'north']"].passed
+    assert (
+        "names column 'plan', which the data does not have" in by_name["slice:accuracy[plan = 'gold']"].detail
+    )
     assert by_name["enough_rows"].passed and by_name["enough_rows"].value == ROWS
     assert not by_name["broken"].passed and "no such column" in by_name["broken"].detail
     assert result.status == "FAILED" and ws.models.get(name).aliases == {}

@@ -107,6 +107,8 @@ def test_slice_expressions_select_rows() -> None:
     ]
     (liked,) = slices.evaluate("lower(plan) LIKE 'b%' OR x BETWEEN 1 AND 2 OR region IS NULL", DATA)
     assert liked.mask.tolist() == [True, True, True, True]
+    with pytest.raises(InvalidParameter, match="has 101 distinct values"):
+        slices.evaluate("n", pa.table({"n": list(range(101))}))
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from lakestack.errors import LakestackError
+from lakestack.errors import InvalidParameter, LakestackError
 from lakestack.features.store import FeatureStore
 from lakestack.models.validation import evaluate, metrics, report, slices
 from lakestack.models.validation.checks import CheckResult, Comparison, MetadataRequirements, outcome
@@ -252,7 +252,15 @@ def slice_checks(context: Context) -> tuple[list[CheckResult], dict[str, dict[st
     truth = np.asarray(context.rows.column(context.spec.label).to_numpy(zero_copy_only=False))
     candidate = context.candidate
     for item in context.spec.slices:
-        for part in slices.evaluate(item.where, context.rows):
+        try:
+            parts = slices.evaluate(item.where, context.rows)
+        except InvalidParameter as exc:  # a slice that cannot be evaluated fails its check
+            name = f"slice:{item.threshold.metric}[{item.where}]"
+            results.append(
+                CheckResult(name, "slice", False, threshold=str(item.threshold), detail=exc.message)
+            )
+            continue
+        for part in parts:
             mask = part.mask
             count = int(mask.sum())
             if part.label not in per_slice:

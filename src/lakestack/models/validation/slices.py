@@ -37,6 +37,8 @@ _FUNCTIONS = frozenset(
 # Parts of the wrapping SELECT that must stay empty: the text is an expression, not a query.
 _EMPTY_PARTS = ("modifiers", "group_expressions", "group_sets")
 _NULL_PARTS = ("where_clause", "having", "sample", "qualify")
+# One slice per value is for categories; a column with more values wants an expression.
+MAX_VALUES = 100
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,11 @@ def evaluate(expression: str, data: pa.Table) -> list[Slice]:
         if column is not None:
             values = data.column(column).to_numpy(zero_copy_only=False)
             distinct = sorted({v for v in values.tolist() if v is not None}, key=str)
+            if len(distinct) > MAX_VALUES:
+                raise InvalidParameter(
+                    f"Slice column {column!r} has {len(distinct)} distinct values (at most {MAX_VALUES} "
+                    f"make one slice each): slice it with an expression instead, e.g. {column} > 10."
+                )
             return [Slice(f"{column} = {value!r}", values == value) for value in distinct]
         found = con.execute(f"SELECT coalesce(({expression.strip()}), false) FROM slice_data").fetchall()  # noqa: S608 — the expression passed the allow-list above
         return [Slice(expression.strip(), np.array([bool(row[0]) for row in found], dtype=bool))]

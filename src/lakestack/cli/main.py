@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from lakestack.cli import deployment as deployment_commands
 from lakestack.cli import features, governance, jobs, models, namespaces, tables
 from lakestack.cli import lineage as lineage_command
 from lakestack.cli import scheduler as scheduler_command
@@ -70,6 +71,7 @@ app.add_typer(governance.grants, name="grants")
 app.add_typer(governance.principals, name="principals")
 app.add_typer(governance.tokens, name="tokens")
 app.add_typer(governance.audit, name="audit")
+deployment_commands.register(models.models)
 app.add_typer(models.models, name="models")
 app.add_typer(models.experiments, name="experiments")
 app.add_typer(models.runs, name="runs")

@@ -96,6 +96,8 @@ def test_a_first_model_passes_on_thresholds_and_becomes_challenger(ws: Workspace
     assert result.metrics["roc_auc"] > 0.7 and result.champion_version is None
     assert result.data == "dev.churn.holdout" and result.data_version == 0 and result.rows == ROWS
     assert ws.models.get(name).aliases == {"challenger": version}
+    ws.models.promote(name)  # the deployment step accepts what validation passed
+    assert ws.models.get(name).aliases["champion"] == version
     info = ws.models.resolve(f"models:/{name}/{version}")
     assert info.tags["model_validation_status"] == "PASSED"
     assert info.tags["model_validation_run_id"] == result.run_id
@@ -136,6 +138,8 @@ def test_a_worse_model_fails_against_the_champion_and_moves_no_alias(ws: Workspa
     assert "champion (version 1)" in next(c.detail for c in result.checks if c.name == "comparison:roc_auc")
     assert ws.models.get(name).aliases == {"champion": good}
     assert ws.models.resolve(f"models:/{name}/{worse}").tags["model_validation_status"] == "FAILED"
+    with pytest.raises(InvalidParameter, match="only a version that passed validation"):
+        ws.models.promote(name, worse)
 
     # A dry run of a passing version reports PASSED and still moves nothing.
     again = _register(ws, name)

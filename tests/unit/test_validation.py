@@ -15,6 +15,7 @@ from lakestack.models.validation import metrics, report, slices
 from lakestack.models.validation.checks import CheckResult, Comparison, SliceThreshold, Threshold
 from lakestack.models.validation.result import ModelScores, ValidationResult
 from lakestack.models.validation.runner import _improves
+from lakestack.models.validation.service import ValidationSpec
 
 RNG = np.random.default_rng(0)
 
@@ -83,6 +84,12 @@ def test_checks_parse_from_text() -> None:
             (Comparison.parse if "improvement" in match else Threshold.parse)(bad)
     with pytest.raises(InvalidParameter, match="where EXPRESSION"):
         SliceThreshold.parse("accuracy>=0.6")
+    spec = ValidationSpec.build("y", "classification", thresholds="roc_auc>=0.7", slices=["f1>0.5 where a"])
+    assert spec.thresholds == [Threshold("roc_auc", ">=", 0.7)] and spec.metric_names() == ["roc_auc", "f1"]
+    with pytest.raises(InvalidParameter, match="Unknown classification metric 'rmse'"):
+        ValidationSpec.build("y", "classification", comparisons=["rmse=0.1"])
+    with pytest.raises(InvalidParameter, match="Unknown problem_type 'ranking'"):
+        ValidationSpec.build("y", "ranking")
 
 
 def test_comparisons_respect_the_direction_of_the_metric() -> None:

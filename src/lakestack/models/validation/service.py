@@ -76,9 +76,9 @@ class ValidationSpec:
         spec = cls(
             label=label,
             problem_type=kind,
-            thresholds=[t if isinstance(t, Threshold) else Threshold.parse(t) for t in thresholds],
-            comparisons=[c if isinstance(c, Comparison) else Comparison.parse(c) for c in comparisons],
-            slices=[s if isinstance(s, SliceThreshold) else SliceThreshold.parse(s) for s in slices],
+            thresholds=[t if isinstance(t, Threshold) else Threshold.parse(t) for t in _many(thresholds)],
+            comparisons=[c if isinstance(c, Comparison) else Comparison.parse(c) for c in _many(comparisons)],
+            slices=[s if isinstance(s, SliceThreshold) else SliceThreshold.parse(s) for s in _many(slices)],
             custom=[CustomCheck.of(c) for c in custom_checks],
             metadata=metadata or MetadataRequirements(),
         )
@@ -89,6 +89,11 @@ class ValidationSpec:
     def metric_names(self) -> builtins.list[str]:
         names = [t.metric for t in self.thresholds] + [c.metric for c in self.comparisons]
         return names + [s.threshold.metric for s in self.slices]
+
+
+def _many(items: Any) -> builtins.list[Any]:
+    """One check given on its own (`thresholds="roc_auc>=0.7"`) counts as a list of one."""
+    return [items] if isinstance(items, str | Threshold | Comparison | SliceThreshold) else list(items)
 
 
 class ModelValidation:

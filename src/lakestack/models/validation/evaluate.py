@@ -101,7 +101,9 @@ def _probabilities(
 
 
 def _estimator(model: Any, spec: Any, info: Any) -> tuple[Any, list[str]]:
+    """The flavor's own model (e.g. the scikit-learn estimator) and the columns it takes."""
     if spec is not None:
+        # lakestack's FeatureSpecModel keeps the flavor model as a loaded pyfunc in `_inner`.
         try:
             wrapper = model.unwrap_python_model()
             return wrapper._inner.get_raw_model(), list(wrapper.feature_columns)
@@ -109,5 +111,5 @@ def _estimator(model: Any, spec: Any, info: Any) -> tuple[Any, list[str]]:
             return None, []
     try:
         return model.get_raw_model(), signature_inputs(info)
-    except Exception:
+    except Exception:  # a flavor without a raw model (custom pyfunc): no probabilities
         return None, []

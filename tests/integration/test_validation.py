@@ -149,6 +149,8 @@ def test_a_worse_model_fails_against_the_champion_and_moves_no_alias(ws: Workspa
     )  # fmt: skip
     assert dry.status == "PASSED" and dry.alias_set is None and any("Dry run" in n for n in dry.notes)
     assert ws.models.get(name).aliases == {"champion": good}
+    with pytest.raises(InvalidParameter, match="in a dry run only"):  # reports; qualifies for nothing
+        ws.models.promote(name, again)
     disabled = ws.models.validate(
         f"models:/{name}/{again}", "dev.churn.holdout", "y", "classification", mode="disabled"
     )

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 VALIDATION_TAG = "model_validation_status"
+VALIDATION_MODE_TAG = "model_validation_mode"
 COPIED_FROM_TAG = "copied_from"
 
 
@@ -151,6 +152,11 @@ class Deployments:
         if force and not (reason or "").strip():
             raise InvalidParameter(
                 "A forced promotion needs a reason: promote(..., force=True, reason='...')."
+            )
+        if status == "PASSED" and candidate.tags.get(VALIDATION_MODE_TAG) == "dry_run" and not force:
+            raise PromotionRefused(
+                f"Version {candidate.version} of model '{parsed}' passed validation in a dry run only, "
+                "which reports and decides nothing: validate it with mode enabled."
             )
         if status != "PASSED" and not force:
             raise PromotionRefused(
@@ -290,7 +296,7 @@ class Deployments:
         feature spec, its tags plus `copied_from`, and a lineage edge between the two."""
         uri = source if source.startswith("models:/") else f"models:/{source}"
         original = self._registry.resolve(uri, "models.copy")
-        tags = {k: v for k, v in original.tags.items() if k != VALIDATION_TAG}
+        tags = {k: v for k, v in original.tags.items() if not k.startswith("model_validation_")}
         tags[COPIED_FROM_TAG] = f"{original.name}/{original.version}"
         copied = self._registry.register(
             original.source, destination, original.description, tags, run_id=original.run_id

@@ -14,6 +14,8 @@ Mode = Literal["disabled", "dry_run", "enabled"]
 MODES: tuple[Mode, ...] = ("disabled", "dry_run", "enabled")
 STATUS_TAG = "model_validation_status"
 RUN_TAG = "model_validation_run_id"
+#: The mode the verdict came from: a dry run's PASSED reports, it does not qualify for promotion.
+MODE_TAG = "model_validation_mode"
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,14 @@ from lakestack.models.validation.checks import (
     SliceThreshold,
     Threshold,
 )
-from lakestack.models.validation.result import RUN_TAG, STATUS_TAG, Mode, ModelScores, ValidationResult
+from lakestack.models.validation.result import (
+    MODE_TAG,
+    RUN_TAG,
+    STATUS_TAG,
+    Mode,
+    ModelScores,
+    ValidationResult,
+)
 from lakestack.tables.arrow import to_arrow
 from lakestack.tables.service import Tables
 
@@ -141,6 +148,7 @@ class ModelValidation:
             # The verdict goes on the version before any alias moves: a crash in between
             # leaves a PASSED version without the alias, never an alias on a PENDING one.
             recorder.tag(STATUS_TAG, result.status)
+            recorder.tag(MODE_TAG, mode)
             recorder.tag(RUN_TAG, run.info.run_id)
             recorder.describe(report.summary_line(result))
             if mode == "enabled" and result.passed:

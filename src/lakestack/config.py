@@ -17,6 +17,11 @@ tracking_uri = "sqlite:///mlflow.db"
 [online]                        # optional: where published feature tables are served from
 url = "sqlite:///online.db"     # embedded; or redis://[:password@]host:6379/0 (rediss:// for TLS)
 key_prefix = "lakestack:churn:" # Redis only (default "lakestack:<name>:"): workspaces sharing a Redis
+
+[jobs]                          # optional
+ray_address = "10.0.0.5:6379"   # the Ray cluster for `compute: ray` tasks: host:port of a
+                                # `ray start --head` cluster, ray://host:10001, auto or local;
+                                # unset: what ray.init() picks. LAKESTACK_RAY_ADDRESS overrides it.
 ```
 
 Relative paths resolve against the folder holding `workspace.toml`, so a workspace folder
@@ -26,6 +31,7 @@ can be moved or copied whole.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -36,6 +42,8 @@ from lakestack.errors import InvalidConfig
 CONFIG_FILE = "workspace.toml"
 REMOTE_SCHEMES = ("s3://", "s3a://", "abfss://", "az://", "gs://", "gcs://", "file://")
 ONLINE_SCHEMES = ("sqlite:///", "redis://", "rediss://")
+#: `host:port`, `ray://host:port` (IPv6 hosts in brackets), `auto` or `local`.
+RAY_ADDRESS_PATTERN = re.compile(r"auto|local|(ray://)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}")
 
 
 class _Strict(BaseModel):
@@ -81,6 +89,17 @@ class OnlineConfig(_Strict):
         return self.key_prefix if self.key_prefix is not None else f"lakestack:{workspace_name}:"
 
 
+class JobsConfig(_Strict):
+    ray_address: str | None = None
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is not None and not RAY_ADDRESS_PATTERN.fullmatch(value.strip()):
+            raise ValueError("use host:port (a `ray start --head` cluster), ray://host:port, auto or local")
+        return value.strip() if value is not None else None
+
+
 class WorkspaceConfig(_Strict):
     name: str = "lakestack"
     admin: str = "admin"
@@ -88,6 +107,7 @@ class WorkspaceConfig(_Strict):
     metastore: MetastoreConfig = Field(default_factory=MetastoreConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     online: OnlineConfig = Field(default_factory=OnlineConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
 
     @classmethod
     def load(cls, folder: Path) -> WorkspaceConfig:
@@ -117,6 +137,8 @@ class WorkspaceConfig(_Strict):
         )
         if self.online.key_prefix is not None:
             text += f"key_prefix = {json.dumps(self.online.key_prefix)}\n"
+        if self.jobs.ray_address is not None:
+            text += f"\n[jobs]\nray_address = {json.dumps(self.jobs.ray_address)}\n"
         path = folder / CONFIG_FILE
         path.touch(mode=0o600)  # it may hold storage credentials: readable by its owner only
         path.write_text(text)

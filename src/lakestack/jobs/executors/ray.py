@@ -38,10 +38,12 @@ import contextlib
 import importlib.util
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -282,12 +284,14 @@ class _Connection:
                 # A Ray instance this process starts does not report usage unless the user asked.
                 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             try:
-                ray.init(
-                    address=address,
-                    namespace="lakestack",
-                    include_dashboard=False,
-                    log_to_driver=False,  # the task's output is in its attempt folder
-                    logging_level=logging.WARNING,
+                _on_driver_thread(
+                    lambda: ray.init(
+                        address=address,
+                        namespace="lakestack",
+                        include_dashboard=False,
+                        log_to_driver=False,  # the task's output is in its attempt folder
+                        logging_level=logging.WARNING,
+                    )
                 )
             except Exception as exc:  # ConnectionError, ValueError, RuntimeError: all mean the same
                 with contextlib.suppress(Exception):
@@ -311,6 +315,37 @@ class _Connection:
             self._address, self._ours, self._users = None, False, 0
 
 
+def _on_driver_thread(call: Callable[[], object]) -> None:
+    """Run `call` on a thread that lives as long as the process.
+
+    A Ray instance started here (`local`, or no cluster found) has its GCS and raylet killed by
+    the kernel when the *thread* that started them ends (Ray sets PR_SET_PDEATHSIG on them), and
+    the runner's threads end with each task attempt.
+    """
+    global _DRIVER
+    with _DRIVER_LOCK:
+        if _DRIVER is None:
+            _DRIVER = queue.SimpleQueue()
+            threading.Thread(target=_serve, args=(_DRIVER,), name="lakestack-ray-driver", daemon=True).start()
+        requests = _DRIVER
+    done: Future[object] = Future()
+    requests.put((call, done))
+    done.result()
+
+
+def _serve(requests: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]]) -> None:
+    # Ray sets no SIGTERM handler off the main thread and says so; the runner wants none.
+    logging.getLogger("ray._private.worker").addFilter(
+        lambda record: "SIGTERM handler is not set" not in record.getMessage()
+    )
+    while True:
+        call, done = requests.get()
+        try:
+            done.set_result(call())
+        except BaseException as exc:
+            done.set_exception(exc)
+
+
 def _probe(address: str | None) -> None:
     """Fail fast, naming the address, when nothing listens there (ray.init would retry ~1 min)."""
     if address is None or address in ("auto", "local"):
@@ -324,3 +359,5 @@ def _probe(address: str | None) -> None:
 
 
 _CONNECTION = _Connection()
+_DRIVER: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] | None = None
+_DRIVER_LOCK = threading.Lock()

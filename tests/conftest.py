@@ -119,7 +119,27 @@ def ray_address() -> Iterator[str]:
                 stack.callback(ray_cluster.stop, cluster)
         except RuntimeError as exc:
             _service_missing("Ray", exc)
+        # This process is the cluster's driver: it authenticates with the cluster's token.
+        saved = {
+            key: os.environ.get(key) for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+        }
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        os.environ.update(cluster.auth_env())
+        # Ray caches its auth mode and token once imported (an earlier test may have imported it).
+        from ray._private.authentication_test_utils import reset_auth_token_state
+
+        reset_auth_token_state()
+        stack.callback(reset_auth_token_state)
+        stack.callback(_restore_env, saved)
         yield cluster.address
         from lakestack.jobs.executors.ray import disconnect
 
         disconnect()  # before the cluster stops: a process connected to it exits with it
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

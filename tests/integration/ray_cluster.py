@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -37,6 +38,11 @@ class RayCluster:
     address: str
     session: int
     temp_dir: Path
+    #: The cluster's own auth token: a driver needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=this.
+    token: str
+
+    def auth_env(self) -> dict[str, str]:
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
 
 
 def free_port() -> int:
@@ -66,7 +72,11 @@ def start(num_cpus: int = 2) -> RayCluster:
         "--disable-usage-stats",
         f"--temp-dir={temp_dir}",
     ]
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    # Token authentication with a token of its own: Ray would otherwise pick its mode from
+    # whatever ~/.ray/auth_token other Ray users on this machine left (or leave) there.
+    token = secrets.token_hex(32)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+    env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
     started = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -75,7 +85,7 @@ def start(num_cpus: int = 2) -> RayCluster:
         env=env,
         start_new_session=True,
     )
-    cluster = RayCluster(f"127.0.0.1:{port}", started.pid, temp_dir)
+    cluster = RayCluster(f"127.0.0.1:{port}", started.pid, temp_dir, token)
     try:
         output, _ = started.communicate(timeout=90)
     except subprocess.TimeoutExpired:
@@ -131,17 +141,17 @@ def _cluster_pids(session: int) -> set[int]:
 def shared(run_id: str) -> Iterator[RayCluster]:
     """The cluster of test run `run_id`, shared by the processes of that run that enter this."""
     folder = Path(tempfile.gettempdir()) / f"lakestack-ray-{run_id}"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
     state_file = folder / "cluster.json"
     with _locked(folder):
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
         users = [pid for pid in state.get("users", []) if _alive(pid)]
         if state and users and _cluster_pids(state["cluster"]["session"]):
-            cluster = RayCluster(
-                state["cluster"]["address"], state["cluster"]["session"], Path(state["cluster"]["temp_dir"])
-            )
+            known = state["cluster"]
+            cluster = RayCluster(known["address"], known["session"], Path(known["temp_dir"]), known["token"])
         else:
             cluster = start()
+        state_file.touch(mode=0o600)  # it holds the cluster's token
         state_file.write_text(
             json.dumps(
                 {

@@ -45,8 +45,12 @@ def report(names):
 
 
 @pytest.fixture(scope="session")
-def warm_ray(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The cluster's address, once two no-op attempts ran on it at once (a worker per CPU)."""
+def warm_ray(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The cluster's address, once two no-op attempts ran on it at once (a worker per CPU).
+
+    Its executor stays open until the end: Ray workers belong to a connection, and the
+    connection closes when the process's last Ray executor does.
+    """
     from lakestack.jobs.executors.ray import RayExecutor
 
     tmp = tmp_path_factory.mktemp("warm-ray")
@@ -58,8 +62,8 @@ def warm_ray(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> str:
         thread.start()
     for thread in threads:
         thread.join()
+    yield ray_address
     warm.close()
-    return ray_address
 
 
 @pytest.fixture(params=EXECUTORS)
@@ -250,18 +254,44 @@ def test_an_unreachable_cluster_fails_the_attempt_naming_the_address_and_the_fix
 ) -> None:
     from tests.integration.ray_cluster import free_port
 
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    # In a fresh process: this one is connected to the test cluster (see the next test).
+    code = f"""
+import json, sys, time
+from lakestack.jobs.executors import Attempt
+from lakestack.jobs.executors.ray import RayExecutor
+
+executor = RayExecutor({address!r})
+started = time.monotonic()
+result = executor.run(Attempt(1, "t", 1, {str(tmp_path)!r}, {str(project)!r}), lambda: False)
+print(json.dumps([result.state, result.error, time.monotonic() - started]))
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state, error, seconds = json.loads(done.stdout.strip().splitlines()[-1])
+    assert state == "FAILED" and seconds < 5
+    assert error.startswith(f"Cannot reach the Ray cluster at '{address}' (")
+    assert "ray start --head" in error and "[jobs] ray_address" in error
+
+
+@RAY
+def test_a_second_cluster_in_one_process_fails_the_attempt_saying_why(
+    warm_ray: str, tmp_path: Path, project: Path
+) -> None:
     from lakestack.jobs.executors.ray import RayExecutor
 
-    address = f"127.0.0.1:{free_port()}"  # nothing listens there
-    executor = RayExecutor(address)
-    started = time.monotonic()
+    executor = RayExecutor("127.0.0.1:1")  # while `warm_ray` holds this process's connection
     result = executor.run(attempt(tmp_path, project, "steps:noop", {}), never)
     executor.close()
-    assert time.monotonic() - started < 5
-    assert result.state == "FAILED" and result.error is not None
-    assert result.error.startswith(f"Cannot reach the Ray cluster at '{address}' (")
-    assert "ray start --head" in result.error and "[jobs] ray_address" in result.error
-    # The process's connection to the real cluster survived the failed attempt.
+    assert result.state == "FAILED" and result.error == (
+        f"This process is connected to the Ray cluster at '{warm_ray}' for another run and Ray "
+        "allows one cluster per process, so it cannot use '127.0.0.1:1': give every workspace "
+        "served by one process the same ray_address."
+    )
+    # The connection to the real cluster survived.
     working = RayExecutor(warm_ray)
     assert working.run(attempt(tmp_path / "again", project, "steps:noop", {}), never).state == "SUCCESS"
     working.close()
@@ -280,3 +310,25 @@ def test_an_attempt_folder_the_ray_node_does_not_see_fails_saying_so(
     assert result.state == "FAILED" and result.error is not None
     assert result.error.startswith(f"the attempt folder '{missing}' does not exist on Ray node ")
     assert "storage every node of the cluster mounts at the same path" in result.error
+
+
+@RAY
+def test_the_ray_connection_closes_with_the_last_executor(warm_ray: str) -> None:
+    # In a fresh process: this one holds its connection for the whole session.
+    code = f"""
+import ray
+from lakestack.jobs.executors.ray import RayExecutor
+
+first, second = RayExecutor({warm_ray!r}), RayExecutor({warm_ray!r})
+first._connected()
+second._connected()
+first.close()
+assert ray.is_initialized(), "closed while another executor uses it"
+second.close()
+assert not ray.is_initialized(), "a process connected to a cluster dies with it: disconnect when idle"
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -28,8 +28,12 @@ process dies with its worker, since the entry point watches its parent
 (`LAKESTACK_RUNNER_PID` is the worker's pid there).
 
 Ray allows one cluster connection per process (`ray.init` is process-wide), so all Ray
-executors of a process share one. It stays open after a run: a new connection gets new worker
-processes, and a first task pays 1-5 s to start one. `disconnect()` closes it.
+executors of a process share one, opened by the first and closed when the last one closes: a
+process connected to a cluster is ended by Ray when that cluster goes away, and a long-lived
+process (a server) must not die because a cluster restarted between two runs. A new connection
+gets new worker processes (the first task of a run pays 1-5 s to start one). A Ray instance this
+process started itself stays until the process exits (starting one takes 10-20 s);
+`disconnect()` closes it.
 """
 
 from __future__ import annotations
@@ -111,11 +115,10 @@ class RayExecutor(Executor):
         pythonpath = os.environ.get("PYTHONPATH")
         env = {**attempt.env, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
         sent = _Stopper(attempt.directory, attempt.timeout_seconds, self.grace_seconds)
-        ref = remote.options(name=f"lakestack {attempt.run_id}/{attempt.task_key}#{attempt.number}").remote(
-            replace(attempt, env=env), self.grace_seconds
-        )
-        finished = False
+        name = f"lakestack {attempt.run_id}/{attempt.task_key}#{attempt.number}"  # in `ray list tasks`
+        finished, ref = False, None
         try:
+            ref = remote.options(name=name).remote(replace(attempt, env=env), self.grace_seconds)
             while not ray.wait([ref], timeout=POLL_SECONDS)[0]:
                 if sent.check(stop) == "unanswered":
                     ray.cancel(ref, force=True)
@@ -127,7 +130,7 @@ class RayExecutor(Executor):
             finished = True
             return sent.result(None, None) if sent.reason else AttemptResult("FAILED", None, _ray_error(exc))
         finally:
-            if not finished:  # the runner itself failed (a bug, Ctrl-C): leave nothing running
+            if not finished and ref is not None:  # the runner failed (a bug, Ctrl-C): leave nothing
                 sent.send("CANCELED")
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
@@ -255,6 +258,7 @@ class _Connection:
         self._lock = threading.Lock()
         self._address: str | None = None
         self._ours = False
+        self._started_here = False
         self._users = 0
 
     def acquire(self, address: str | None) -> None:
@@ -297,14 +301,28 @@ class _Connection:
                 with contextlib.suppress(Exception):
                     ray.shutdown()
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                fix = FIX
+                if "auth" in str(exc).lower():  # never echo a token: only say where it goes
+                    fix = (
+                        "The cluster uses token authentication: give the runner RAY_AUTH_MODE=token "
+                        "and the cluster's token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)"
+                    )
                 raise JobError(
-                    f"Cannot connect to the Ray cluster at '{address or 'default'}' ({first}). {FIX}."
+                    f"Cannot connect to the Ray cluster at '{address or 'default'}' ({first}). {fix}."
                 ) from exc
             self._address, self._ours, self._users = address, True, 1
+            # Whether ray.init started a Ray instance here (a head node) rather than connecting.
+            node = getattr(getattr(ray, "_private", None), "worker", None)
+            self._started_here = bool(getattr(getattr(node, "_global_node", None), "head", False))
 
     def release(self) -> None:
+        import ray
+
         with self._lock:
             self._users = max(0, self._users - 1)
+            if self._users == 0 and self._ours and not self._started_here and ray.is_initialized():
+                ray.shutdown()
+                self._address, self._ours = None, False
 
     def shutdown(self) -> None:
         import ray

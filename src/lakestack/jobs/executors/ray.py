@@ -220,13 +220,16 @@ def _run_on_worker(attempt: Attempt, grace_seconds: float) -> tuple[str, int | N
             "put the workspace on storage every node of the cluster mounts at the same path",
         )
     stop_file = directory / STOP_FILE
-    last = [0.0, False]
+    if stop_file.exists():  # stopped while it waited for a free CPU: start nothing
+        return "CANCELED", None, "canceled"
+    checked_at, seen = 0.0, False
 
     def stopped() -> bool:
+        nonlocal checked_at, seen
         now = time.monotonic()
-        if now - float(last[0]) >= STOP_POLL_SECONDS:
-            last[:] = [now, stop_file.exists()]
-        return bool(last[1])
+        if now - checked_at >= STOP_POLL_SECONDS:
+            checked_at, seen = now, stop_file.exists()
+        return seen
 
     result = LocalExecutor(grace_seconds).run(attempt, stopped)
     return result.state, result.exit_code, result.error

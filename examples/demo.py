@@ -175,6 +175,41 @@ def refresh_silver(ws: Workspace, from_version: int) -> int:
     return int(last_read) + 1
 
 
+SILVER_REPORT = f"""
+name: silver report
+description: Counts silver's rows per currency whenever silver gets a new version
+trigger: {{table_update: {{table_names: [{SILVER_TRANSACTIONS}]}}}}
+tasks:
+  - task_key: per_currency
+    sql_task:
+      query: >
+        SELECT currency, count(*) AS transactions, round(sum(amount), 2) AS amount
+        FROM {SILVER_TRANSACTIONS} GROUP BY currency ORDER BY transactions DESC
+"""  # noqa: S608 - constant table names, no input
+
+
+def watch_silver(ws: Workspace) -> None:
+    step("Job with a table-update trigger: a report that runs whenever silver changes")
+    job = ws.jobs.create(SILVER_REPORT)
+    console.print(f"created job '{job.name}'; `lakestack scheduler` starts it on new versions of silver")
+    console.print(f"scheduler pass now: {len(ws.scheduler(table_poll_seconds=0).run_once())} run(s) due")
+
+
+def scheduler_fires(ws: Workspace) -> None:
+    step("Scheduler: silver has a new version, so the report job runs (exactly once for it)")
+    scheduler = ws.scheduler(table_poll_seconds=0)
+    (event,) = scheduler.run_once()  # the run goes on in a thread of this process
+    while (run := ws.jobs.get_run(event.run_id)).state not in ("SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"):
+        time.sleep(0.1)
+    console.print(f"{event.action} run {event.run_id} of '{event.job_name}' ({event.detail}): {run.state}")
+    output = run.task("per_currency").output or {}
+    table = Table(*output.get("columns", []), title="per_currency output")
+    for row in output.get("rows", []):
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    console.print(f"another pass: {len(scheduler.run_once())} run(s) due (the version was claimed)")
+
+
 def show_write(result: WriteResult) -> None:
     table = Table("expectation", "action", "passed", "failed", "effect", title=f"version {result.version}")
     for r in result.expectations:
@@ -449,8 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     land_bronze(ws, data.customers, first_load)
     create_silver(ws)
     next_version = refresh_silver(ws, from_version=0)
+    watch_silver(ws)
     land_more(ws, second_load)
     refresh_silver(ws, from_version=next_version)
+    scheduler_fires(ws)
     refuse_bad_batch(ws, second_load.slice(0, 5))  # five real rows, about to lose their timestamps
     run_queries(ws)
     grants_moment(ws)

@@ -22,7 +22,29 @@ key_prefix = "lakestack:churn:" # Redis only (default "lakestack:<name>:"): work
 ray_address = "10.0.0.5:6379"   # the Ray cluster for `compute: ray` tasks: host:port of a
                                 # `ray start --head` cluster, ray://host:10001, auto or local;
                                 # unset: what ray.init() picks. LAKESTACK_RAY_ADDRESS overrides it.
+
+[notifications]                 # optional: how job (and alert) notifications are delivered
+secret_env = "LAKESTACK_WEBHOOK_SECRET"  # signs inline-url webhooks; unset: they go out unsigned
+max_attempts = 5                # per message; retried on 429, 5xx and connection errors
+backoff_seconds = 1.0           # first retry delay, doubling each time (with jitter)
+max_backoff_seconds = 30.0      # caps the backoff and a receiver's Retry-After
+timeout_seconds = 10.0          # per attempt
+
+[notifications.smtp]            # e-mail notifications (none without this table)
+host = "smtp.example.com"
+port = 587                      # default: 465 with ssl, 587 with starttls, else 25
+sender = "lakestack@example.com"
+username = "lakestack"          # optional: log in with the password in $password_env
+password_env = "LAKESTACK_SMTP_PASSWORD"
+starttls = true                 # the default; or ssl = true (SMTPS); both false: plain SMTP
+
+[notifications.destinations.ops-alerts]  # a webhook a job names as `{id: ops-alerts}`
+url = "https://hooks.example.com/lakestack"  # or url_env = "OPS_HOOK_URL" when the URL is a secret
+secret_env = "OPS_HOOK_SECRET"  # the HMAC signing secret; omitted: sent unsigned
 ```
+
+Secrets (the SMTP password, signing secrets, secret URLs) are never in this file: it names the
+environment variables that hold them, read when a notification is sent.
 
 Relative paths resolve against the folder holding `workspace.toml`, so a workspace folder
 can be moved or copied whole.
@@ -34,8 +56,18 @@ import json
 import re
 import tomllib
 from pathlib import Path
+from typing import Annotated, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lakestack.errors import InvalidConfig
 
@@ -100,6 +132,107 @@ class JobsConfig(_Strict):
         return value.strip() if value is not None else None
 
 
+# --- [notifications] -------------------------------------------------------------------
+
+#: A notification destination id (the same rule as a job's `webhook_notifications` `id`).
+DESTINATION_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def _env_name(value: str | None) -> str | None:
+    # Only a variable's name is ever in the file; the value is read when a message is sent.
+    if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
+        raise ValueError("name an environment variable (letters, digits and '_'), e.g. 'OPS_HOOK_SECRET'")
+    return value
+
+
+def _webhook_url(value: str | None) -> str | None:
+    # The message never echoes the URL: its path or query may be a token.
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("a webhook url must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("a webhook url must not hold a user or password")
+    return value
+
+
+EnvName = Annotated[str | None, AfterValidator(_env_name)]
+
+
+class SmtpConfig(_Strict):
+    """The SMTP server e-mail notifications go through; the password comes from `password_env`."""
+
+    host: Annotated[str, Field(min_length=1, pattern=r"^[^\s/@]+$")]
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    sender: Annotated[str, Field(pattern=r"^[^@\s,;<>]+@[^@\s,;<>]+$")]
+    username: str | None = None
+    password_env: EnvName = None
+    #: Upgrade the connection with STARTTLS; by default, unless `ssl` is set.
+    starttls: bool | None = None
+    ssl: bool = False
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.ssl and self.starttls:
+            raise ValueError("choose ssl = true (SMTPS) or starttls = true, not both")
+        if self.password_env is not None and self.username is None:
+            raise ValueError("password_env needs a username to log in with")
+        return self
+
+    @property
+    def use_starttls(self) -> bool:
+        """Whether the connection is upgraded with STARTTLS."""
+        return self.starttls if self.starttls is not None else not self.ssl
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, else the usual one for the connection's security."""
+        if self.port is not None:
+            return self.port
+        return 465 if self.ssl else 587 if self.use_starttls else 25
+
+
+class DestinationConfig(_Strict):
+    """A webhook destination jobs and alerts name by id: its URL (`url`, or `url_env` when the
+    URL itself is a secret) and the env variable holding its signing secret (unsigned without)."""
+
+    url: Annotated[str | None, AfterValidator(_webhook_url)] = None
+    url_env: EnvName = None
+    secret_env: EnvName = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Self:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("a destination needs exactly one of url and url_env")
+        return self
+
+
+class NotificationsConfig(_Strict):
+    """How notifications are delivered: retries, the SMTP server, webhook destinations.
+
+    `secret_env` signs webhooks given as an inline `url` in a job; without it they are sent
+    unsigned (and their delivery log says so).
+    """
+
+    secret_env: EnvName = None
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    backoff_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+    max_backoff_seconds: Annotated[float, Field(ge=0, le=600)] = 30.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    smtp: SmtpConfig | None = None
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+
+    @field_validator("destinations")
+    @classmethod
+    def _ids(cls, value: dict[str, DestinationConfig]) -> dict[str, DestinationConfig]:
+        for key in value:
+            if not DESTINATION_ID.fullmatch(key):
+                raise ValueError(f"invalid destination id {key!r}: use letters, digits, '_', '-', '.'")
+        return value
+
+
 class WorkspaceConfig(_Strict):
     name: str = "lakestack"
     admin: str = "admin"
@@ -108,6 +241,7 @@ class WorkspaceConfig(_Strict):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     online: OnlineConfig = Field(default_factory=OnlineConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @classmethod
     def load(cls, folder: Path) -> WorkspaceConfig:

@@ -36,7 +36,9 @@ from lakestack.config import (
 from lakestack.errors import InvalidConfig, InvalidToken, WorkspaceError, WorkspaceNotFound
 from lakestack.features.online import OnlineStoreOpener
 from lakestack.features.store import FeatureStore
+from lakestack.jobs.scheduler import Scheduler
 from lakestack.jobs.service import Jobs
+from lakestack.jobs.triggers import TableVersion
 from lakestack.lineage.service import Lineage
 from lakestack.models.registry import ModelRegistry
 from lakestack.models.tracking import Tracking
@@ -90,6 +92,7 @@ class Workspace:
         self.tokens = Tokens(self._principals_store, access, self.caller)
         self.grants = Grants(self._principals_store, access, self.caller)
         self.audit = Audit(self._principals_store, access, self.caller)
+        self._views: dict[str, Workspace] = {}
 
     def _resolve_model(self, uri: str) -> tuple[str, int]:
         version = self.models.resolve(uri, "lineage.resolve")
@@ -97,6 +100,26 @@ class Workspace:
 
     def _table_version(self, name: str) -> int:
         return self.tables.get(name).version
+
+    def _view(self, principal: str) -> Workspace:
+        """This workspace as `principal`, made once (the scheduler asks every few seconds)."""
+        if principal not in self._views:
+            self._views[principal] = self.as_principal(principal)
+        return self._views[principal]
+
+    def scheduler(self, **options: Any) -> Scheduler:
+        """The job scheduler of this workspace (admins only): fires schedules and triggers,
+        recovers lost runs. Options: see `lakestack.jobs.scheduler.Scheduler`."""
+        return self.jobs.scheduler(self._newest_versions, **options)
+
+    def _newest_versions(self, principal: str, names: list[str]) -> dict[str, TableVersion]:
+        # A table-update trigger sees only what the job's principal may read.
+        tables = self.tables if principal == self.caller.name else self._view(principal).tables
+        found = {}
+        for name in names:
+            newest = tables.history(name, limit=1)[0]
+            found[name] = TableVersion(newest.version, newest.timestamp)
+        return found
 
     # --- opening -------------------------------------------------------------------------
 

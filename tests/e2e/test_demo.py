@@ -84,6 +84,11 @@ def test_demo_runs_and_silver_is_clean(tmp_path: Path) -> None:
             """
         ).to_pylist()[0]["n"]
         assert leaks == 0
+        # The table-update trigger fired once, for silver's new version, and the report ran.
+        (report,) = ws.jobs.runs("silver report")
+        assert (report.state, report.trigger) == ("SUCCESS", "table_update")
+        counted = report.task("per_currency").output or {}
+        assert sum(row["transactions"] for row in counted["rows"]) == silver["n"]
         # The job: four tasks; promote got the model URI from train's task values.
         (run,) = ws.jobs.runs("churn pipeline")
         assert run.state == "SUCCESS"

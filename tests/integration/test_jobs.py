@@ -3,6 +3,7 @@ retries, kills, timeouts, cancel, repair, malformed specs and grants."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import textwrap
@@ -622,6 +623,25 @@ def test_max_concurrent_runs_queues_or_skips_extra_runs(sqlite_workspace: Worksp
         "skipped: 1 run(s) of the job already running (max_concurrent_runs) and its queue is disabled"
     )
     _wait_state(ws, running.run_id, {"SUCCESS"})
+
+
+def test_runs_racing_for_one_slot_never_overlap(workspace: Workspace, project: Path) -> None:
+    workspace.jobs.create(
+        job_file(
+            project,
+            """
+            name: one at a time
+            max_concurrent_runs: 1
+            tasks: [{task_key: t, python_task: {function: "steps:sleep", parameters: {seconds: 0.3}}}]
+            """,
+        )
+    )
+    started = [workspace.jobs.run_now("one at a time", wait=False) for _ in range(4)]
+    done = [_wait_state(workspace, r.run_id, {"SUCCESS"}, timeout=60) for r in started]
+    spans = sorted((run.start_time, run.end_time) for run in done if run.start_time and run.end_time)
+    assert len(spans) == len(started)
+    for (_, first_end), (second_start, _) in itertools.pairwise(spans):
+        assert second_start >= first_end, "two runs held the one slot at once"
 
 
 def test_a_script_task_gets_its_argv_and_a_sql_file_task_runs_its_file(

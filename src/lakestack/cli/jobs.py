@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from lakestack.cli.context import STATE, bad, workspace
-from lakestack.cli.output import JsonFlag, console, emit, errors, ok, print_json
+from lakestack.cli.output import JsonFlag, console, emit, errors, ok, print_json, print_rows
 from lakestack.jobs.states import JOB_TERMINAL
 from lakestack.jobs.store import RunInfo
 
@@ -83,6 +83,28 @@ def task_table(run: RunInfo) -> Table:
     return table
 
 
+NOTIFICATION_COLUMNS = ["event", "channel", "destination", "state", "attempts", "status", "error"]
+
+
+def print_notifications(run: RunInfo) -> None:
+    """The run's notifications and how their delivery went (nothing when it has none)."""
+    if not run.notifications:
+        return
+    rows = [
+        {
+            "event": n.event,
+            "channel": n.channel,
+            "destination": n.destination,
+            "state": n.state,
+            "attempts": n.attempts,
+            "status": n.status_code,
+            "error": n.error,
+        }
+        for n in run.notifications
+    ]
+    print_rows(rows, NOTIFICATION_COLUMNS, "notifications")
+
+
 def _run_row(run: RunInfo) -> dict[str, Any]:
     duration = run.duration_seconds
     return {
@@ -145,7 +167,7 @@ def _finish(run: RunInfo, as_json: bool, printed: bool = False) -> None:
         raise typer.Exit(RUN_NOT_SUCCESSFUL)
 
 
-def _drive_command(ws_path: Path) -> list[str]:
+def drive_command(ws_path: Path) -> list[str]:
     command = [sys.executable, "-m", "lakestack.cli.main", "-w", str(ws_path.resolve())]
     if STATE.principal:
         command += ["--as", STATE.principal]
@@ -245,7 +267,7 @@ def jobs_run(
     """
     ws = workspace()
     if not wait:
-        run = ws.jobs.run_now(name, _parameters(param), detach=_drive_command(STATE.path))
+        run = ws.jobs.run_now(name, _parameters(param), detach=drive_command(STATE.path))
         print_json(run) if as_json else ok(
             f"Started run {run.run_id} of '{name}': lakestack jobs get-run {run.run_id}"
         )
@@ -255,9 +277,13 @@ def jobs_run(
 
 
 @app.command("drive", hidden=True)
-def jobs_drive(run_id: int) -> None:
-    """Run a PENDING run to its end in this process (started by `run --no-wait`)."""
-    run = workspace().jobs.drive(run_id)
+def jobs_drive(
+    run_id: int,
+    repair: Annotated[bool, typer.Option("--repair", help="Repair the finished run instead.")] = False,
+) -> None:
+    """Run a PENDING run to its end in this process (started by `run --no-wait` or the scheduler)."""
+    jobs = workspace().jobs
+    run = jobs.repair(run_id) if repair else jobs.drive(run_id)
     console.print(f"run {run.run_id}: {run.state}")
 
 
@@ -277,7 +303,8 @@ def jobs_runs(
 
 @app.command("get-run")
 def jobs_get_run(run_id: int, as_json: JsonFlag = False) -> None:
-    """One run with its tasks: state, attempt, duration, task values or error."""
+    """One run with its tasks (state, attempt, duration, task values or error) and the delivery of
+    its notifications."""
     run = workspace().jobs.get_run(run_id)
     if as_json:
         print_json(run)
@@ -285,6 +312,7 @@ def jobs_get_run(run_id: int, as_json: JsonFlag = False) -> None:
     console.print(task_table(run))
     if run.error:
         console.print(f"[red]{run.error}[/red]")
+    print_notifications(run)
 
 
 @app.command("logs")

@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 
+from lakestack.cli import deployment as deployment_commands
 from lakestack.cli import features, governance, jobs, models, namespaces, tables
 from lakestack.cli import lineage as lineage_command
+from lakestack.cli import scheduler as scheduler_command
 from lakestack.cli import sql as sql_command
 from lakestack.cli import workspace as workspace_command
 from lakestack.cli.context import STATE
@@ -68,11 +70,13 @@ app.add_typer(governance.grants, name="grants")
 app.add_typer(governance.principals, name="principals")
 app.add_typer(governance.tokens, name="tokens")
 app.add_typer(governance.audit, name="audit")
+deployment_commands.register(models.models)
 app.add_typer(models.models, name="models")
 app.add_typer(models.experiments, name="experiments")
 app.add_typer(models.runs, name="runs")
 app.command("lineage")(lineage_command.lineage)
 app.add_typer(jobs.app, name="jobs")
+app.command("scheduler")(scheduler_command.scheduler)
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ OUTPUT_FILE = "output.json"
 PARENT_POLL_SECONDS = 0.5
 
 
-class _TaskContext:
+class TaskContext:
     """The workspace as the run's principal, opened once, with the task's lineage activity."""
 
     def __init__(self, task: dict[str, Any], stack: ExitStack) -> None:
@@ -78,11 +78,15 @@ def run(directory: Path) -> dict[str, Any] | None:
         sys.path.insert(0, folder)
     settings = task["settings"]
     with ExitStack() as stack:
-        context = _TaskContext(task, stack)
+        context = TaskContext(task, stack)
         job_context._opener = context.workspace
         stack.enter_context(observe.listening(context.first_access))
         if task["kind"] == "sql":
             return tasks.sql_output(context.workspace().sql(settings["query"]))
+        if task["kind"] == "notebook":
+            from lakestack.jobs import notebook
+
+            return notebook.run(directory, task)
         if settings.get("function"):
             return tasks.json_output(tasks.run_function(settings["function"], settings["parameters"]))
         tasks.run_script(Path(folder or ".") / settings["script"], settings["args"])

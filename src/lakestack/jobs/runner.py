@@ -23,8 +23,8 @@ attempts and cancels the tasks not started. The run ends FAILED when any task fa
 
 A run waits QUEUED while `max_concurrent_runs` runs of its job are RUNNING (oldest first), or is
 skipped (CANCELED, saying why) when the job's queue is disabled. The check and the start are
-one metastore transaction; runners in several processes may still, in a race of milliseconds,
-start one run too many (the scheduler will claim slots strictly). A repair does not queue.
+one metastore transaction that holds the job's lock, so runners in any number of processes
+never start one run too many. A repair does not queue.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -43,6 +44,7 @@ from typing import Any, Protocol
 
 from lakestack.errors import JobError, LakestackError
 from lakestack.jobs.executors import Attempt, AttemptResult, Executor, executor_for
+from lakestack.jobs.notify import RunNotifier
 from lakestack.jobs.references import START_TIME_FIELDS, Reference, substitute
 from lakestack.jobs.spec import JobSpec, Task
 from lakestack.jobs.states import FAILED_STATES, JOB_TERMINAL
@@ -55,11 +57,18 @@ OUTPUT_FILE = "output.json"
 CANCEL_POLL_SECONDS = 0.2
 #: How often a queued run checks whether it may start.
 QUEUE_POLL_SECONDS = 0.25
+#: How often a runner tells the metastore it is alive (the scheduler's lease is much longer).
+HEARTBEAT_SECONDS = 5.0
 _DEPENDENCY_FAILED = FAILED_STATES | {"CANCELED"}
 
 
 def runs_folder(workspace_folder: Path) -> Path:
     return workspace_folder / "jobs" / "runs"
+
+
+def runner_id() -> str:
+    """`host:pid` of this process, as recorded on the runs it drives."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def default_parallelism() -> int:
@@ -152,6 +161,8 @@ class Runner:
         self._values: dict[str, dict[str, Any]] = {}
         self._task_run_ids: dict[str, int] = {}
         self._attempts: dict[str, int] = {}
+        self._next_heartbeat = 0.0
+        self._notify = RunNotifier(store, context, run_id, self._spec)
         # One executor per compute for the whole run (a Ray one holds a cluster connection).
         self._executors: dict[str, Executor] = {}
 
@@ -168,6 +179,10 @@ class Runner:
             self._task_run_ids[key] = row.id
             self._attempts[key] = row.attempt
         todo = [t for t in self._spec.topological_order() if only is None or t.task_key in only]
+        # One driver per run: a second `drive` of the same run (or the scheduler restarting a
+        # run it thinks lost) stops here instead of running every task twice.
+        self._store.claim_runner(self._run_id, runner_id(), take_over=only is not None)
+        self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
         for task in todo:
             if only is not None:  # a repair: the task gets a fresh attempt
                 self._attempts[task.task_key] += 1
@@ -178,9 +193,10 @@ class Runner:
         if only is not None:
             self._store.set_run_state(self._run_id, "RUNNING")
         elif not self._wait_for_slot():
-            return self._store.row(self._run_id)[0].state
+            return self._notify.ended(self._store.row(self._run_id)[0].state)
         run, _ = self._store.row(self._run_id)
         self._start = run.start_time or self._start
+        self._notify.event("on_start")
         if self._spec.timeout_seconds:
             # A repair gets the job's whole timeout again.
             self._deadline = time.monotonic() + self._spec.timeout_seconds
@@ -194,6 +210,7 @@ class Runner:
                 self._store.set_run_state(self._run_id, "CANCELED", error="interrupted (Ctrl-C)")
             else:
                 self._store.set_run_state(self._run_id, "FAILED", error=f"the runner stopped: {exc!r}")
+            self._notify.ended("CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
         finally:
             self._close_executors()
@@ -211,6 +228,7 @@ class Runner:
                 return True
             if state != "QUEUED":
                 return False
+            self._heartbeat()
             if not self._spec.queue.enabled:
                 self._store.request_cancel(self._run_id)
                 self._store.update_run(
@@ -238,6 +256,7 @@ class Runner:
         next_poll = 0.0
         timed_out = False
         while waiting or running:
+            self._heartbeat()
             now = time.monotonic()
             if now >= next_poll and not self._cancel.is_set():
                 next_poll = now + CANCEL_POLL_SECONDS
@@ -263,6 +282,11 @@ class Runner:
                 future.result()  # a bug in the attempt loop surfaces here, not silently
         return timed_out
 
+    def _heartbeat(self) -> None:
+        if time.monotonic() >= self._next_heartbeat:
+            self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+            self._store.heartbeat(self._run_id)
+
     def _ready(self, task: Task) -> bool:
         return all(
             self._states.get(d.task_key) not in (None, "PENDING", "QUEUED", "RUNNING")
@@ -279,12 +303,6 @@ class Runner:
             return
         if task.condition_task is not None:
             self._run_condition(task)
-            return
-        if task.notebook_task is not None:
-            self._set_task(task.task_key, "RUNNING")
-            self._set_task(
-                task.task_key, "FAILED", error=f"{task.kind} tasks are not supported by this lakestack yet"
-            )
             return
         self._set_task(task.task_key, "QUEUED")
         running[pool.submit(self._run_attempts, task)] = task.task_key
@@ -304,7 +322,7 @@ class Runner:
         else:
             final, error = "SUCCESS", None
         self._store.set_run_state(self._run_id, final, error=error)
-        return final
+        return self._notify.ended(final)
 
     def _finish_unstarted(self, state: str) -> None:
         for key, current in list(self._states.items()):
@@ -491,6 +509,13 @@ class Runner:
         def text(value: str) -> Any:
             return substitute(value, lambda ref: self._lookup(task, ref))
 
+        notebook = task.notebook_task
+        if notebook is not None:
+            # Values stay text, as Databricks widgets give them.
+            return {
+                "notebook_path": notebook.notebook_path,
+                "parameters": {name: str(text(value)) for name, value in notebook.base_parameters.items()},
+            }
         python, sql = task.python_task, task.sql_task
         if python is not None:
             return {

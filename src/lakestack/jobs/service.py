@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -47,8 +47,12 @@ from lakestack.jobs.references import substitute
 from lakestack.jobs.runner import RunContext, Runner, job_value, runs_folder
 from lakestack.jobs.spec import JobSpec
 from lakestack.jobs.states import JOB_TERMINAL, REPAIRABLE
-from lakestack.jobs.store import RunInfo, RunStore, TaskRunInfo
+from lakestack.jobs.store import RunInfo, RunStore, TaskRunInfo, TriggerClaim
 from lakestack.models.tracking import code_version
+from lakestack.notifications.log import DeliveryLog
+
+if TYPE_CHECKING:
+    from lakestack.jobs.scheduler import Scheduler, TableVersions
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ class Jobs:
             assert securable is not None
             session.delete(job)
             session.delete(securable)
+        DeliveryLog(self._metastore).delete("job_run", (str(run_id) for run_id in run_ids))
         for run_id in run_ids:
             shutil.rmtree(runs_folder(self._folder) / str(run_id), ignore_errors=True)
 
@@ -251,25 +256,48 @@ class Jobs:
         given = {k: str(v) for k, v in (parameters or {}).items()}
         with self._metastore.session() as session:
             job = self._check(session, "jobs.run", name, Privilege.CAN_MANAGE_RUN, {"parameters": given})
+        run_id = self._create_run(job, "manual", given)
+        assert run_id is not None
+        return self._start(job, run_id, wait, executor, parallelism, detach)
+
+    def start_triggered(
+        self, name: str, claim: TriggerClaim, *, detach: builtins.list[str] | None = None
+    ) -> RunInfo | None:
+        """Start a run for a schedule tick or trigger (what the scheduler does; needs
+        CAN_MANAGE_RUN), unless that tick started one already: then None. The run goes on in a
+        thread of this process, or in the `detach` command's process."""
+        with self._metastore.session() as session:
+            job = self._check(session, "jobs.run", name, Privilege.CAN_MANAGE_RUN, {"trigger": claim.kind})
+        run_id = self._create_run(job, claim.kind, {}, claim)
+        if run_id is None:
+            return None
+        return self._start(job, run_id, False, None, None, detach)
+
+    def _create_run(
+        self, job: Job, trigger: str, given: dict[str, str], claim: TriggerClaim | None = None
+    ) -> int | None:
         spec = JobSpec.model_validate(job.spec)
         defaults = spec.parameter_defaults()
         unknown = sorted(set(given) - set(defaults))
         if unknown:
             declared = ", ".join(sorted(defaults)) or "none"
             raise InvalidParameter(
-                f"Job '{name}' has no parameter {', '.join(map(repr, unknown))} (parameters: {declared})."
+                f"Job '{job.name}' has no parameter {', '.join(map(repr, unknown))} (parameters: {declared})."
             )
         run_as = spec.run_as.user_name or spec.run_as.service_principal_name if spec.run_as else None
         code = code_version(Path(job.folder)) if job.folder else code_version()
         run_id = self._store.create_run(
             job,
-            "manual",
+            trigger,
             run_as or job.owner,
             self._caller.name,
             {**defaults, **given},
             code,
             [t.task_key for t in spec.tasks],
+            claim,
         )
+        if run_id is None:
+            return None
         started = datetime.now(UTC)
         resolved = {
             key: str(
@@ -281,7 +309,7 @@ class Jobs:
                         job_name=job.name,
                         run_id=run_id,
                         repair_count=0,
-                        trigger="manual",
+                        trigger=trigger,
                         start=started,
                     ),
                 )
@@ -290,21 +318,37 @@ class Jobs:
             if key not in given  # a value given for the run is taken as written
         }
         self._store.update_run(run_id, parameters={**resolved, **given})
+        return run_id
+
+    def _start(
+        self,
+        job: Job,
+        run_id: int,
+        wait: bool,
+        executor: Executor | None,
+        parallelism: int | None,
+        detach: builtins.list[str] | None,
+    ) -> RunInfo:
         if detach:
             _detach(detach, run_id, runs_folder(self._folder) / str(run_id))
             return self.get_run(run_id)
         return self._execute(job, run_id, None, wait, executor, parallelism)
 
     def drive(
-        self, run_id: int, *, executor: Executor | None = None, parallelism: int | None = None
+        self,
+        run_id: int,
+        *,
+        executor: Executor | None = None,
+        parallelism: int | None = None,
+        detach: builtins.list[str] | None = None,
     ) -> RunInfo:
-        """Run a PENDING run to its end in this process (what a detached runner does; needs
-        CAN_MANAGE_RUN)."""
+        """Run a PENDING run to its end in this process (what a detached runner does), or in
+        the `detach` command's process (needs CAN_MANAGE_RUN)."""
         job = self._check_run("jobs.drive", run_id, Privilege.CAN_MANAGE_RUN)
         run, _ = self._store.row(run_id)
         if run.state != "PENDING":
             raise InvalidRunState(f"Job run {run_id} is {run.state}; only a PENDING run can be started.")
-        return self._execute(job, run_id, None, True, executor, parallelism)
+        return self._start(job, run_id, True, executor, parallelism, detach)
 
     def _execute(
         self,
@@ -344,7 +388,8 @@ class Jobs:
         return [self._store.info(run_id, order) for run_id in self._store.runs(job.id, limit)]
 
     def get_run(self, run_id: int) -> RunInfo:
-        """One run with the latest attempt of each task (needs CAN_VIEW on its job)."""
+        """One run with the latest attempt of each task and its notifications' deliveries (needs
+        CAN_VIEW on its job)."""
         job = self._check_run("jobs.get_run", run_id, Privilege.CAN_VIEW)
         return self._store.info(run_id, [t["task_key"] for t in job.spec["tasks"]])
 
@@ -367,20 +412,42 @@ class Jobs:
         wait: bool = True,
         executor: Executor | None = None,
         parallelism: int | None = None,
+        detach: builtins.list[str] | None = None,
     ) -> RunInfo:
         """Re-run the tasks of a finished run that did not succeed (FAILED, TIMEDOUT, CANCELED,
         SKIPPED, UPSTREAM_FAILED), keeping the successful ones and their task values (needs
-        CAN_MANAGE_RUN). The run's repair_count goes up by one."""
+        CAN_MANAGE_RUN). The run's repair_count goes up by one. With `detach` (a drive
+        command, see `run_now`), the repair runs in that command's process, given `--repair`."""
         job = self._check_run("jobs.repair", run_id, Privilege.CAN_MANAGE_RUN)
         run, _ = self._store.row(run_id)
         if run.state not in ("FAILED", "TIMEDOUT", "CANCELED"):
             what = "it succeeded: nothing to repair" if run.state == "SUCCESS" else "it has not ended"
             raise InvalidRunState(f"Job run {run_id} is {run.state}; {what}.")
+        if detach:
+            _detach([*detach, "--repair"], run_id, runs_folder(self._folder) / str(run_id))
+            return self.get_run(run_id)
         only = {key for key, row in self._store.latest_tasks(run_id).items() if row.state in REPAIRABLE}
         self._store.update_run(
             run_id, repair_count=run.repair_count + 1, cancel_requested_at=None, error=None
         )
         return self._execute(job, run_id, only, wait, executor, parallelism)
+
+    def notify_ended(self, run_id: int) -> None:
+        """Send the end-of-run notifications of a run that ended without its runner (the
+        scheduler failed it when the runner died); waits for the deliveries (bounded)."""
+        from lakestack.jobs.notify import RunNotifier
+
+        job = self._check_run("jobs.notify", run_id, Privilege.CAN_MANAGE_RUN)
+        run, _ = self._store.row(run_id)
+        context = RunContext(self._folder.resolve(), job.id, job.name, None, run.run_as, {})
+        RunNotifier(self._store, context, run_id, JobSpec.model_validate(run.spec)).ended(run.state)
+
+    def scheduler(self, table_versions: TableVersions, **options: Any) -> Scheduler:
+        """A scheduler over every job of the workspace (admins only); see `jobs.scheduler`."""
+        from lakestack.jobs.scheduler import Scheduler
+
+        self._access.require_admin(self._caller, "jobs.scheduler", "run the scheduler", "jobs")
+        return Scheduler(self, self._store, table_versions, **options)
 
     def logs(self, run_id: int, task_key: str, attempt: int | None = None) -> dict[str, Any]:
         """stdout and stderr of one attempt of a task (the latest by default; needs CAN_VIEW)."""

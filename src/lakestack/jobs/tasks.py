@@ -1,8 +1,8 @@
 """What each task type does once its settings are resolved.
 
-python and sql tasks run in the task's own process (see `entrypoint`); a condition task is
-evaluated by the runner, with no process, and a run_job task starts the other job's run from
-the runner. notebook tasks are not runnable yet (they fail with a message saying so).
+python and sql tasks run in the task's own process (see `entrypoint`), notebook tasks too, on a
+kernel the task process starts (see `notebook`); a condition task is evaluated by the runner,
+with no process, and a run_job task starts the other job's run from the runner.
 """
 
 from __future__ import annotations

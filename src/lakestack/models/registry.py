@@ -29,6 +29,7 @@ from lakestack.features.training import TrainingSet
 from lakestack.lineage.service import Lineage
 from lakestack.lineage.store import NodeRef
 from lakestack.models import feature_models
+from lakestack.models.deployment import DeploymentInfo, Deployments, ModelEventInfo
 from lakestack.models.feature_models import LoggedModel
 from lakestack.tables.service import Output, convert
 
@@ -112,6 +113,7 @@ class ModelRegistry:
         self._access = access
         self._caller = caller
         self._uri = tracking_uri
+        self._deployments = Deployments(self, metastore, securables, caller)
 
     def client(self) -> Any:
         """An `mlflow.MlflowClient` on the workspace's tracking store and registry."""
@@ -177,9 +179,15 @@ class ModelRegistry:
     # --- registering -----------------------------------------------------------------------
 
     def register(
-        self, model_uri: str, name: str, description: str | None = None, tags: dict[str, str] | None = None
+        self,
+        model_uri: str,
+        name: str,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        run_id: str | None = None,
     ) -> ModelVersionInfo:
-        """Register `model_uri` (e.g. `runs:/<id>/model`) as a new version of model `name`.
+        """Register `model_uri` (e.g. `runs:/<id>/model`) as a new version of model `name`,
+        linked to the run that made it (from a runs:/ URI, or `run_id`).
 
         The first version creates the model (CREATE_MODEL on the schema); later ones need MODIFY.
         """
@@ -203,7 +211,8 @@ class ModelRegistry:
                 self._securables.create(session, "model", parsed, self._caller.name, description)
                 if not _mlflow_model_exists(client, str(parsed)):
                     client.create_registered_model(str(parsed), description=description)
-        run_id = model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
+        if run_id is None and model_uri.startswith("runs:/"):
+            run_id = model_uri.split("/")[1]
         mv = client.create_model_version(
             str(parsed), model_uri, run_id=run_id, tags=tags, description=description
         )
@@ -309,6 +318,46 @@ class ModelRegistry:
         parsed = Name.parse(name, 3)
         self._check("models.set_description", parsed, Privilege.MANAGE, version=version)
         self.client().update_model_version(str(parsed), str(int(version)), description=description)
+
+    # --- deployment (see `lakestack.models.deployment`) ------------------------------------
+
+    def promote(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        require_approval: bool = False,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> DeploymentInfo:
+        """Make a validated version (default: @challenger) the champion, or ask for approval."""
+        return self._deployments.promote(
+            name, version, require_approval=require_approval, force=force, reason=reason
+        )
+
+    def approve(self, name: str, version: int, reason: str | None = None) -> DeploymentInfo:
+        """Approve the promotion awaiting approval: the version becomes champion. Needs MANAGE."""
+        return self._deployments.approve(name, version, reason)
+
+    def reject(self, name: str, version: int, reason: str) -> DeploymentInfo:
+        """Reject the promotion awaiting approval; the champion stays. Needs MANAGE."""
+        return self._deployments.reject(name, version, reason)
+
+    def rollback(self, name: str) -> DeploymentInfo:
+        """Move the champion back to the version it replaced. Needs MANAGE."""
+        return self._deployments.rollback(name)
+
+    def deployments(self, name: str, limit: int = 50) -> builtins.list[DeploymentInfo]:
+        """The model's promotion requests and what became of them, newest first."""
+        return self._deployments.deployments(name, limit)
+
+    def events(self, name: str, after: int = 0) -> builtins.list[ModelEventInfo]:
+        """The model's champion events after event id `after`, oldest first."""
+        return self._deployments.events(name, after)
+
+    def copy(self, source: str, destination: str) -> ModelVersionInfo:
+        """Copy a version (`cat.sch.model/3`) into another model, e.g. staging -> prod."""
+        return self._deployments.copy(source, destination)
 
     def drop(self, name: str) -> None:
         """Delete the model, all its versions and aliases. Needs MANAGE."""

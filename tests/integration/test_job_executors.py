@@ -25,7 +25,7 @@ from tests.integration.jobs_project import alive, make_project
 from lakestack.jobs.executors import Attempt, Executor
 from lakestack.jobs.executors.local import LocalExecutor
 
-RAY = pytest.mark.xdist_group("ray")  # one pytest worker starts the cluster and runs these
+RAY = pytest.mark.xdist_group("ray")  # meant to keep them on one worker (see ray_cluster.py)
 EXECUTORS = ["local", pytest.param("ray", marks=RAY)]
 #: Reports where the task process runs and what it sees, as task values.
 WHERE = """

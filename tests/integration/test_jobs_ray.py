@@ -23,7 +23,7 @@ from lakestack.jobs import task_values
 
 
 def parent():
-    task_values.set("parent", Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\\\\0")[0].decode())
+    task_values.set("parent", Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\\0")[0].decode())
 """
 
 
@@ -54,6 +54,8 @@ def test_a_ray_task_hands_its_values_to_a_local_task(ray_workspace: Workspace, t
               - task_key: where_ray
                 compute: ray
                 python_task: {function: "where:parent"}
+              - task_key: where_local
+                python_task: {function: "where:parent"}
               - task_key: here
                 depends_on: [{task_key: on_ray}]
                 python_task:
@@ -67,6 +69,7 @@ def test_a_ray_task_hands_its_values_to_a_local_task(ray_workspace: Workspace, t
     assert run.state == "SUCCESS", [(t.task_key, t.state, t.error) for t in run.tasks]
     assert run.task("on_ray").task_values == {"n": 42}
     assert run.task("here").task_values == {"m": 43}
-    assert run.task("where_ray").task_values["parent"].startswith("ray::")
+    assert run.task("where_ray").task_values["parent"].startswith("ray::")  # under a Ray worker
+    assert not run.task("where_local").task_values["parent"].startswith("ray::")
     # The Ray task's output is in its attempt folder like a local one's.
     assert set(ws.jobs.logs(run.run_id, "on_ray")) >= {"stdout", "stderr"}

@@ -6,6 +6,7 @@ server is absent, except under LAKESTACK_REQUIRE_SERVICES=1 (CI), where an absen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -95,3 +96,50 @@ def sqlite_workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws = Workspace.init(tmp_path / "ws")
     yield ws
     ws.close()
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """The address of a real local Ray cluster (2 CPUs), started once per test run and shared
+    by its xdist workers (see tests/integration/ray_cluster.py). Skips without ray, except
+    under LAKESTACK_REQUIRE_SERVICES=1."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        _service_missing("Ray", "the ray package is not installed: pip install -e '.[ray]'")
+    from tests.integration import ray_cluster
+
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # set in every worker of an xdist run
+    with contextlib.ExitStack() as stack:
+        try:
+            if run_id:
+                cluster = stack.enter_context(ray_cluster.shared(run_id))
+            else:
+                cluster = ray_cluster.start()
+                stack.callback(ray_cluster.stop, cluster)
+        except RuntimeError as exc:
+            _service_missing("Ray", exc)
+        # This process is the cluster's driver: it authenticates with the cluster's token.
+        saved = {
+            key: os.environ.get(key) for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+        }
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        os.environ.update(cluster.auth_env())
+        # Ray caches its auth mode and token once imported (an earlier test may have imported it).
+        from ray._private.authentication_test_utils import reset_auth_token_state
+
+        reset_auth_token_state()
+        stack.callback(reset_auth_token_state)
+        stack.callback(_restore_env, saved)
+        yield cluster.address
+        from lakestack.jobs.executors.ray import disconnect
+
+        disconnect()  # before the cluster stops: a process connected to it exits with it
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

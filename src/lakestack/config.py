@@ -18,6 +18,11 @@ tracking_uri = "sqlite:///mlflow.db"
 url = "sqlite:///online.db"     # embedded; or redis://[:password@]host:6379/0 (rediss:// for TLS)
 key_prefix = "lakestack:churn:" # Redis only (default "lakestack:<name>:"): workspaces sharing a Redis
 
+[jobs]                          # optional
+ray_address = "10.0.0.5:6379"   # the Ray cluster for `compute: ray` tasks: host:port of a
+                                # `ray start --head` cluster, ray://host:10001, auto or local;
+                                # unset: what ray.init() picks. LAKESTACK_RAY_ADDRESS overrides it.
+
 [notifications]                 # optional: how job (and alert) notifications are delivered
 secret_env = "LAKESTACK_WEBHOOK_SECRET"  # signs inline-url webhooks; unset: they go out unsigned
 max_attempts = 5                # per message; retried on 429, 5xx and connection errors
@@ -69,6 +74,8 @@ from lakestack.errors import InvalidConfig
 CONFIG_FILE = "workspace.toml"
 REMOTE_SCHEMES = ("s3://", "s3a://", "abfss://", "az://", "gs://", "gcs://", "file://")
 ONLINE_SCHEMES = ("sqlite:///", "redis://", "rediss://")
+#: `host:port`, `ray://host:port` (IPv6 hosts in brackets), `auto` or `local`.
+RAY_ADDRESS_PATTERN = re.compile(r"auto|local|(ray://)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}")
 
 
 class _Strict(BaseModel):
@@ -112,6 +119,17 @@ class OnlineConfig(_Strict):
     def prefix(self, workspace_name: str) -> str:
         """The Redis key prefix: the configured one, else `lakestack:<workspace name>:`."""
         return self.key_prefix if self.key_prefix is not None else f"lakestack:{workspace_name}:"
+
+
+class JobsConfig(_Strict):
+    ray_address: str | None = None
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is not None and not RAY_ADDRESS_PATTERN.fullmatch(value.strip()):
+            raise ValueError("use host:port (a `ray start --head` cluster), ray://host:port, auto or local")
+        return value.strip() if value is not None else None
 
 
 # --- [notifications] -------------------------------------------------------------------
@@ -222,6 +240,7 @@ class WorkspaceConfig(_Strict):
     metastore: MetastoreConfig = Field(default_factory=MetastoreConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     online: OnlineConfig = Field(default_factory=OnlineConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @classmethod
@@ -252,6 +271,8 @@ class WorkspaceConfig(_Strict):
         )
         if self.online.key_prefix is not None:
             text += f"key_prefix = {json.dumps(self.online.key_prefix)}\n"
+        if self.jobs.ray_address is not None:
+            text += f"\n[jobs]\nray_address = {json.dumps(self.jobs.ray_address)}\n"
         path = folder / CONFIG_FILE
         path.touch(mode=0o600)  # it may hold storage credentials: readable by its owner only
         path.write_text(text)

@@ -3,7 +3,8 @@
 - `spec`: the job spec (`JobSpec`, written in YAML or Python), validated with YAML line numbers;
 - `service`: `ws.jobs` (create, run_now, runs, get_run, cancel, repair, logs), checked by grants;
 - `runner`: drives one run (run_if, retries, timeouts, references, cancel, repair, heartbeats);
-- `executors`: where an attempt runs (`local`: a process group per attempt);
+- `executors`: where an attempt runs (`local`: a process group per attempt; `ray`: the same,
+  in a Ray task on a cluster);
 - `entrypoint`, `tasks`, `notebook`, `task_values`: what runs inside a task's process;
 - `cron`, `triggers`, `scheduler`: when runs start, and recovering runs whose runner died.
 """

@@ -163,6 +163,8 @@ class Runner:
         self._attempts: dict[str, int] = {}
         self._next_heartbeat = 0.0
         self._notify = RunNotifier(store, context, run_id, self._spec)
+        # One executor per compute for the whole run (a Ray one holds a cluster connection).
+        self._executors: dict[str, Executor] = {}
 
     # --- the run ------------------------------------------------------------------------
 
@@ -210,6 +212,8 @@ class Runner:
                 self._store.set_run_state(self._run_id, "FAILED", error=f"the runner stopped: {exc!r}")
             self._notify.ended("CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
+        finally:
+            self._close_executors()
         return self._finish(timed_out)
 
     def _wait_for_slot(self) -> bool:
@@ -389,7 +393,7 @@ class Runner:
         self._set_task(key, "RUNNING", log_dir=str(directory))
         try:
             settings = self._resolved_settings(task)
-            executor = self._executor or executor_for(self._spec.compute_for(key))
+            executor = self._executor or self._executor_for(self._spec.compute_for(key))
         except LakestackError as exc:
             result = AttemptResult("FAILED", None, exc.message)
             self._set_task(key, "FAILED", error=result.error)
@@ -421,6 +425,18 @@ class Runner:
             output=_read_json(directory / OUTPUT_FILE),
         )
         return result
+
+    def _executor_for(self, compute: str) -> Executor:
+        with self._lock:
+            if compute not in self._executors:
+                self._executors[compute] = executor_for(compute, self._context.workspace_folder)
+            return self._executors[compute]
+
+    def _close_executors(self) -> None:
+        with self._lock:
+            made, self._executors = list(self._executors.values()), {}
+        for executor in made:
+            executor.close()
 
     def _run_job(self, task: Task) -> AttemptResult:
         """A run_job task: start the other job's run, wait for it, stop it on timeout or cancel."""

@@ -224,6 +224,13 @@ class NotificationsConfig(_Strict):
     smtp: SmtpConfig | None = None
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
 
+    def secret_env_names(self) -> frozenset[str]:
+        """The environment variables holding notification secrets (task processes never see them)."""
+        names = {self.secret_env, self.smtp.password_env if self.smtp else None}
+        for destination in self.destinations.values():
+            names |= {destination.url_env, destination.secret_env}
+        return frozenset(name for name in names if name)
+
     @field_validator("destinations")
     @classmethod
     def _ids(cls, value: dict[str, DestinationConfig]) -> dict[str, DestinationConfig]:

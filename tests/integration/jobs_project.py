@@ -83,6 +83,10 @@ STEPS = textwrap.dedent(
         context.workspace().tables.write(table, pa.table({"id": [1, 2, 3]}), mode="overwrite")
 
 
+    def seen_env(names):
+        task_values.set("seen", {name: name in os.environ for name in names})
+
+
     def whoami():
         task_values.set("principal", context.workspace().caller.name)
     """

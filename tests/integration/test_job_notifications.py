@@ -373,12 +373,20 @@ def test_a_failed_run_emails_through_smtp_and_calls_an_inline_signed_webhook(
         webhook_notifications:
           on_failure: [{{url: "{receiver.url("/inline")}?token={URL_TOKEN}"}}]
         tasks:
+          - task_key: env
+            python_task:
+              function: "steps:seen_env"
+              parameters: {{names: [TEST_INLINE_SECRET, TEST_SMTP_PASSWORD, PATH]}}
           - task_key: boom
             python_task: {{function: "steps:fail", parameters: {{message: "the data is late"}}}}
         """,
     )
     run = ws.jobs.run_now("breaks")
     assert run.state == "FAILED"
+    # Task code runs as the run's principal: the notification secrets stay with the runner.
+    assert run.task("env").task_values == {
+        "seen": {"TEST_INLINE_SECRET": False, "TEST_SMTP_PASSWORD": False, "PATH": True}
+    }
     inline = f"{receiver.url('/inline')}"
     assert deliveries(run) == {
         ("on_failure", "oncall@example.com"): ("DELIVERED", 1, 250),
@@ -391,7 +399,7 @@ def test_a_failed_run_emails_through_smtp_and_calls_an_inline_signed_webhook(
     body = hook.json()
     assert body["event"] == "on_failure" and body["state"] == "FAILED"
     assert "task 'boom' FAILED" in body["error"] and "the data is late" in body["error"]
-    assert body["tasks"][0]["state"] == "FAILED" and "the data is late" in body["tasks"][0]["error"]
+    assert body["tasks"][1]["state"] == "FAILED" and "the data is late" in body["tasks"][1]["error"]
 
     # One e-mail per address, after logging in (the server refuses mail without it).
     import email

@@ -30,6 +30,7 @@ never start one run too many. A repair does not queue.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -42,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from lakestack.config import WorkspaceConfig
 from lakestack.errors import JobError, LakestackError
 from lakestack.jobs.executors import Attempt, AttemptResult, Executor, executor_for
 from lakestack.jobs.notify import RunNotifier
@@ -282,6 +284,12 @@ class Runner:
                 future.result()  # a bug in the attempt loop surfaces here, not silently
         return timed_out
 
+    @functools.cached_property
+    def _hidden_env(self) -> frozenset[str]:
+        """Notification secrets in this process's environment, kept from task processes: task
+        code runs as the run's principal and has no business with the workspace's secrets."""
+        return WorkspaceConfig.load(self._context.workspace_folder).notifications.secret_env_names()
+
     def _heartbeat(self) -> None:
         if time.monotonic() >= self._next_heartbeat:
             self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
@@ -412,6 +420,7 @@ class Runner:
                 self._context.job_folder or Path.cwd(),
                 {"LAKESTACK_HOME": str(self._context.workspace_folder), "PYTHONUNBUFFERED": "1"},
                 timeout,
+                self._hidden_env,
             ),
             self._cancel.is_set,
         )

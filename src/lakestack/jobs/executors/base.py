@@ -42,6 +42,8 @@ class Attempt:
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
     timeout_seconds: float | None = None
+    #: Variables of the runner's environment the task must not inherit (notification secrets).
+    hidden_env: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ class LocalExecutor(Executor):
     def run(self, attempt: Attempt, stop: Callable[[], bool]) -> AttemptResult:
         """Start the attempt's process group, wait for it, and kill it on timeout or stop."""
         directory = attempt.directory
-        env = {**os.environ, **attempt.env, RUNNER_PID_ENV: str(os.getpid())}
+        inherited = {k: v for k, v in os.environ.items() if k not in attempt.hidden_env}
+        env = {**inherited, **attempt.env, RUNNER_PID_ENV: str(os.getpid())}
         with (directory / STDOUT).open("wb") as out, (directory / STDERR).open("wb") as err:
             process = subprocess.Popen(
                 [sys.executable, "-m", ENTRYPOINT, str(directory)],

@@ -193,11 +193,13 @@ def deliveries(run: RunInfo) -> dict[tuple[str, str], tuple[str, int, int | None
 
 
 def wait_for_deliveries(ws: Workspace, run_id: int, timeout: float = 30) -> RunInfo:
-    """The run once it has ended and none of its deliveries is PENDING."""
+    """The run once it has ended and its end notifications are sent (none PENDING): the runner
+    records the end first, then sends what it announces."""
     deadline = time.monotonic() + timeout
     while True:
         run = ws.jobs.get_run(run_id)
-        if run.end_time is not None and all(d.state != "PENDING" for d in run.notifications):
+        ended = [d for d in run.notifications if d.event in ("on_success", "on_failure")]
+        if run.end_time is not None and ended and all(d.state != "PENDING" for d in run.notifications):
             return run
         assert time.monotonic() < deadline, run
         time.sleep(0.05)

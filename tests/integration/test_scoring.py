@@ -79,7 +79,10 @@ def test_champion_scoring_appends_with_keys_model_version_and_time(ws: Workspace
     out = ws.tables.read("dev.shop.batch_out")
     assert out.num_rows == 20
     by_version = out.group_by("model_version").aggregate([("id", "count")]).sort_by("model_version")
-    assert by_version.to_pylist() == [{"model_version": 1, "id_count": 10}, {"model_version": 2, "id_count": 10}]
+    assert by_version.to_pylist() == [
+        {"model_version": 1, "id_count": 10},
+        {"model_version": 2, "id_count": 10},
+    ]
     history = ws.tables.history("dev.shop.batch_out")
     assert history[0].principal == ws.caller.name
     upstream = ws.lineage.upstream("dev.shop.batch_out", second.output_version)
@@ -104,7 +107,7 @@ def test_overwrite_keeps_one_run_and_merge_one_row_per_key(ws: Workspace) -> Non
     assert out.column("id").to_pylist() == list(range(9))  # upserted by key: no duplicates
     assert set(out.column("model_version").to_pylist()) == {2}
     assert out.column("prediction").to_pylist() == expected([float(i) for i in range(9)], slope=3.0)
-    with pytest.raises(InvalidParameter, match="mode 'sideways'|Unknown scoring mode"):
+    with pytest.raises(InvalidParameter, match="Unknown scoring mode 'sideways'"):
         ws.models.score_table(f"models:/{MODEL}/1", source, "dev.shop.modes_merge", mode="sideways")
 
 
@@ -162,7 +165,7 @@ def test_incremental_needs_the_change_feed(ws: Workspace) -> None:
     source = fresh_input(ws, "dev.shop.nocdf_in", customers(range(3)), change_data_feed=False)
     ws.models.score_table(f"models:/{MODEL}/1", source, "dev.shop.nocdf_out", incremental=True)
     ws.tables.write(source, customers(range(3, 4)))
-    with pytest.raises(ChangesUnavailable, match="'dev.shop.nocdf_in'.*change data feed is off"):
+    with pytest.raises(ChangesUnavailable, match=r"'dev\.shop\.nocdf_in' .*change data feed is off"):
         ws.models.score_table(f"models:/{MODEL}/1", source, "dev.shop.nocdf_out", incremental=True)
 
 

@@ -3,6 +3,7 @@ modes, feature lookups, exactly-once incremental runs across a SIGKILL, grants, 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from sklearn.linear_model import LinearRegression
+from tests.e2e.test_cli import ok
 
 from lakestack import FeatureLookup, Workspace
 from lakestack.errors import ChangesUnavailable, InvalidParameter, PrivilegeMissing
@@ -259,5 +261,17 @@ def test_a_job_runs_the_library_score_task(ws: Workspace, tmp_path: Path) -> Non
     values = run.task("score").task_values
     assert values["rows_scored"] == 7 and values["model_version"] == 1 and values["input_version"] == 0
     assert ws.tables.read("dev.shop.job_out").num_rows == 7
-    again = ws.jobs.run_now("nightly_scoring")
-    assert again.task("score").task_values["rows_scored"] == 0
+    # The CLI continues from the job's checkpoint: only the two new rows.
+    ws.tables.write(source, customers(range(7, 9)))
+    printed = ok(
+        "models",
+        "score",
+        f"models:/{MODEL}@champion",
+        source,
+        "dev.shop.job_out",
+        "--incremental",
+        "--json",
+        ws=ws.folder,
+    )
+    assert json.loads(printed)["rows_scored"] == 2
+    assert sorted(ws.tables.read("dev.shop.job_out").column("id").to_pylist()) == list(range(9))

@@ -275,3 +275,22 @@ def test_a_job_runs_the_library_score_task(ws: Workspace, tmp_path: Path) -> Non
     )
     assert json.loads(printed)["rows_scored"] == 2
     assert sorted(ws.tables.read("dev.shop.job_out").column("id").to_pylist()) == list(range(9))
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_ray_data_scores_the_same_predictions_in_one_commit(ws: Workspace) -> None:
+    ray = pytest.importorskip("ray")
+    source = fresh_input(ws, "dev.shop.ray_in", customers(range(50)))
+    local = ws.models.score_table(f"models:/{MODEL}/1", source, "dev.shop.ray_local", engine="local")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = ws.models.score_table(f"models:/{MODEL}/1", source, "dev.shop.ray_out", batch_size=10)
+    finally:
+        ray.shutdown()
+    assert (result.engine, result.rows_scored, result.output_version) == ("ray", 50, 1)  # auto: Ray is up
+    ours = ws.tables.read("dev.shop.ray_out").sort_by("id")
+    theirs = ws.tables.read("dev.shop.ray_local").sort_by("id")
+    assert ours.column("id").to_pylist() == list(range(50))
+    assert ours.column("prediction").to_pylist() == pytest.approx(theirs.column("prediction").to_pylist())
+    assert local.engine == "local"

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from harness import Row, child_peak, child_report, peak_rss_mib, reset_peak_rss, rss_mib, skipped, timed
 
 ROWS = {"small": 100_000, "full": 1_000_000}

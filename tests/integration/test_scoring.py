@@ -12,17 +12,19 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from sklearn.linear_model import LinearRegression
-from tests.e2e.test_cli import ok
+from typer.testing import CliRunner
 
 from lakestack import FeatureLookup, Workspace
+from lakestack.cli.main import app
 from lakestack.errors import ChangesUnavailable, InvalidParameter, PrivilegeMissing
-from lakestack.models.scoring import PAUSE_BEFORE_COMMIT_ENV
+from lakestack.models.scoring_commit import PAUSE_BEFORE_COMMIT_ENV
 
 MODEL = "dev.shop.spend_model"
 INPUT = "dev.shop.customers"
@@ -61,7 +63,7 @@ def fresh_input(ws: Workspace, name: str, rows: pa.Table, change_data_feed: bool
     return name
 
 
-def expected(x1: list[float], slope: float = 1.0) -> list[float]:
+def expected(x1: list[float], slope: float = 1.0) -> list[Any]:
     return [pytest.approx(v * slope + 1.0) for v in x1]
 
 
@@ -162,6 +164,18 @@ def test_incremental_scores_only_new_rows_and_nothing_twice(ws: Workspace) -> No
     by_id = dict(zip(latest.column("id").to_pylist(), latest.column("prediction").to_pylist(), strict=True))
     assert by_id[2] == pytest.approx(103.0) and by_id[7] == pytest.approx(58.0)  # newest images
 
+    # A delete scores nothing but still moves the checkpoint, in a commit of no rows.
+    ws.tables.merge(source, customers(range(0, 1)), keys=["id"], delete_condition="true")
+    deleted = ws.models.score_table(f"models:/{MODEL}/1", source, out, incremental=True)
+    assert deleted.rows_scored == 0 and deleted.output_version == third.output_version + 1
+    assert ws.tables.read(out).num_rows == scored.num_rows
+    assert ws.models.score_table(f"models:/{MODEL}/1", source, out, incremental=True).output_version is None
+
+    # A recreated input restarts its versions: the checkpoint no longer applies.
+    fresh_input(ws, source, customers(range(3)))
+    with pytest.raises(ChangesUnavailable, match="dropped and recreated"):
+        ws.models.score_table(f"models:/{MODEL}/1", source, out, incremental=True)
+
 
 def test_incremental_needs_the_change_feed(ws: Workspace) -> None:
     source = fresh_input(ws, "dev.shop.nocdf_in", customers(range(3)), change_data_feed=False)
@@ -190,16 +204,7 @@ def test_a_crash_before_the_commit_leaves_nothing_and_the_rerun_scores_each_row_
     before = ws.tables.get(out).version
     ws.tables.write(source, customers(range(4, 9)))
 
-    marker = tmp_path / "scored"
-    env = {**os.environ, PAUSE_BEFORE_COMMIT_ENV: str(marker)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_RUN, str(ws.folder), f"models:/{MODEL}/1", source, out], env=env
-    )
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert process.poll() is None, "the scoring process ended before reaching its commit"
-        assert time.monotonic() < deadline, "the scoring process never reached its commit"
-        time.sleep(0.05)
+    process = paused_run(ws, source, out, tmp_path / "scored")
     os.kill(process.pid, signal.SIGKILL)  # every row scored, data files written, nothing committed
     process.wait()
     assert ws.tables.get(out).version == before
@@ -209,6 +214,38 @@ def test_a_crash_before_the_commit_leaves_nothing_and_the_rerun_scores_each_row_
     assert rerun.rows_scored == 5
     ids = ws.tables.read(out).column("id").to_pylist()
     assert sorted(ids) == list(range(9))  # each input row exactly once
+
+
+def paused_run(ws: Workspace, source: str, out: str, marker: Path) -> subprocess.Popen[bytes]:
+    """An incremental run in another process, stopped with every row scored, before its commit."""
+    env = {**os.environ, PAUSE_BEFORE_COMMIT_ENV: str(marker)}
+    with open(marker.with_suffix(".stderr"), "w") as stderr:  # a file: a full pipe would block it
+        process = subprocess.Popen(
+            [sys.executable, "-c", CRASHING_RUN, str(ws.folder), f"models:/{MODEL}/1", source, out],
+            env=env,
+            stderr=stderr,
+        )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert process.poll() is None, marker.with_suffix(".stderr").read_text()
+        assert time.monotonic() < deadline, "the scoring process never reached its commit"
+        time.sleep(0.05)
+    return process
+
+
+def test_two_racing_runs_cannot_both_commit(ws: Workspace, tmp_path: Path) -> None:
+    source = fresh_input(ws, "dev.shop.race_in", customers(range(3)))
+    out = "dev.shop.race_out"
+    ws.models.score_table(f"models:/{MODEL}/1", source, out, incremental=True)
+    ws.tables.write(source, customers(range(3, 6)))
+    marker = tmp_path / "scored"
+    process = paused_run(ws, source, out, marker)
+    winner = ws.models.score_table(f"models:/{MODEL}/1", source, out, incremental=True)  # commits first
+    assert winner.rows_scored == 3
+    marker.unlink()  # the paused run goes on to its commit, over the same checkpoint
+    assert process.wait(timeout=60) != 0
+    assert "Another writer committed to 'dev.shop.race_out'" in marker.with_suffix(".stderr").read_text()
+    assert sorted(ws.tables.read(out).column("id").to_pylist()) == list(range(6))
 
 
 def test_scoring_needs_execute_and_writes_nothing_without_it(ws: Workspace) -> None:
@@ -263,22 +300,19 @@ def test_a_job_runs_the_library_score_task(ws: Workspace, tmp_path: Path) -> Non
     assert ws.tables.read("dev.shop.job_out").num_rows == 7
     # The CLI continues from the job's checkpoint: only the two new rows.
     ws.tables.write(source, customers(range(7, 9)))
-    printed = ok(
-        "models",
-        "score",
-        f"models:/{MODEL}@champion",
-        source,
-        "dev.shop.job_out",
-        "--incremental",
-        "--json",
-        ws=ws.folder,
-    )
-    assert json.loads(printed)["rows_scored"] == 2
+    command = ["models", "score", f"models:/{MODEL}@champion", source, "dev.shop.job_out", "--incremental"]
+    printed = CliRunner().invoke(app, ["-w", str(ws.folder), *command, "--json"])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.stdout)["rows_scored"] == 2
     assert sorted(ws.tables.read("dev.shop.job_out").column("id").to_pylist()) == list(range(9))
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")
+@pytest.mark.skipif(
+    not (os.environ.get("LAKESTACK_TEST_RAY") or os.environ.get("LAKESTACK_REQUIRE_SERVICES")),
+    reason="starts a Ray cluster (~25 s on 2 cores): runs in CI, or with LAKESTACK_TEST_RAY=1",
+)
 def test_ray_data_scores_the_same_predictions_in_one_commit(ws: Workspace) -> None:
     ray = pytest.importorskip("ray")
     source = fresh_input(ws, "dev.shop.ray_in", customers(range(50)))

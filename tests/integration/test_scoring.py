@@ -195,7 +195,27 @@ CRASHING_RUN = textwrap.dedent(
 )
 
 
-def test_a_crash_before_the_commit_leaves_nothing_and_the_rerun_scores_each_row_once(
+def start_paused(ws: Workspace, source: str, out: str, marker: Path) -> subprocess.Popen[bytes]:
+    """An incremental run in another process, that will stop with every row scored, before its
+    commit (see `paused`)."""
+    env = {**os.environ, PAUSE_BEFORE_COMMIT_ENV: str(marker)}
+    with open(marker.with_suffix(".stderr"), "w") as stderr:  # a file: a full pipe would block it
+        return subprocess.Popen(
+            [sys.executable, "-c", CRASHING_RUN, str(ws.folder), f"models:/{MODEL}/1", source, out],
+            env=env,
+            stderr=stderr,
+        )
+
+
+def paused(process: subprocess.Popen[bytes], marker: Path) -> None:
+    deadline = time.monotonic() + 90
+    while not marker.exists():
+        assert process.poll() is None, marker.with_suffix(".stderr").read_text()
+        assert time.monotonic() < deadline, "the scoring process never reached its commit"
+        time.sleep(0.05)
+
+
+def test_a_crash_before_the_commit_leaves_nothing_and_racing_runs_cannot_both_commit(
     ws: Workspace, tmp_path: Path
 ) -> None:
     source = fresh_input(ws, "dev.shop.crash_in", customers(range(4)))
@@ -203,10 +223,14 @@ def test_a_crash_before_the_commit_leaves_nothing_and_the_rerun_scores_each_row_
     ws.models.score_table(f"models:/{MODEL}/1", source, out, incremental=True)
     before = ws.tables.get(out).version
     ws.tables.write(source, customers(range(4, 9)))
+    # Two runs from the same checkpoint, side by side (one start-up's time on 2 cores).
+    crashing, racing = tmp_path / "crashing", tmp_path / "racing"
+    first, second = start_paused(ws, source, out, crashing), start_paused(ws, source, out, racing)
+    paused(first, crashing)
+    paused(second, racing)
 
-    process = paused_run(ws, source, out, tmp_path / "scored")
-    os.kill(process.pid, signal.SIGKILL)  # every row scored, data files written, nothing committed
-    process.wait()
+    os.kill(first.pid, signal.SIGKILL)  # every row scored, data files written, nothing committed
+    first.wait()
     assert ws.tables.get(out).version == before
     assert ws.tables.read(out).num_rows == 4
 
@@ -215,37 +239,10 @@ def test_a_crash_before_the_commit_leaves_nothing_and_the_rerun_scores_each_row_
     ids = ws.tables.read(out).column("id").to_pylist()
     assert sorted(ids) == list(range(9))  # each input row exactly once
 
-
-def paused_run(ws: Workspace, source: str, out: str, marker: Path) -> subprocess.Popen[bytes]:
-    """An incremental run in another process, stopped with every row scored, before its commit."""
-    env = {**os.environ, PAUSE_BEFORE_COMMIT_ENV: str(marker)}
-    with open(marker.with_suffix(".stderr"), "w") as stderr:  # a file: a full pipe would block it
-        process = subprocess.Popen(
-            [sys.executable, "-c", CRASHING_RUN, str(ws.folder), f"models:/{MODEL}/1", source, out],
-            env=env,
-            stderr=stderr,
-        )
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert process.poll() is None, marker.with_suffix(".stderr").read_text()
-        assert time.monotonic() < deadline, "the scoring process never reached its commit"
-        time.sleep(0.05)
-    return process
-
-
-def test_two_racing_runs_cannot_both_commit(ws: Workspace, tmp_path: Path) -> None:
-    source = fresh_input(ws, "dev.shop.race_in", customers(range(3)))
-    out = "dev.shop.race_out"
-    ws.models.score_table(f"models:/{MODEL}/1", source, out, incremental=True)
-    ws.tables.write(source, customers(range(3, 6)))
-    marker = tmp_path / "scored"
-    process = paused_run(ws, source, out, marker)
-    winner = ws.models.score_table(f"models:/{MODEL}/1", source, out, incremental=True)  # commits first
-    assert winner.rows_scored == 3
-    marker.unlink()  # the paused run goes on to its commit, over the same checkpoint
-    assert process.wait(timeout=60) != 0
-    assert "Another writer committed to 'dev.shop.race_out'" in marker.with_suffix(".stderr").read_text()
-    assert sorted(ws.tables.read(out).column("id").to_pylist()) == list(range(6))
+    racing.unlink()  # the other run goes on to commit the same rows over the same checkpoint
+    assert second.wait(timeout=60) != 0
+    assert "Another writer committed to 'dev.shop.crash_out'" in racing.with_suffix(".stderr").read_text()
+    assert sorted(ws.tables.read(out).column("id").to_pylist()) == list(range(9))
 
 
 def test_scoring_needs_execute_and_writes_nothing_without_it(ws: Workspace) -> None:

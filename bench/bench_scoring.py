@@ -129,6 +129,8 @@ def run(scale: str, repeats: int) -> list[Row]:
                     theirs.append(seconds)
         same_predictions(ws, OUTPUT, their_result)
         print(f"  lakestack gives the anchor's {rows:,} predictions", file=sys.stderr)
+        report_throughput("lakestack", rows, mine)
+        report_throughput("anchor", rows, theirs)
 
         print("  peak memory: each side once in a fresh process", file=sys.stderr)
         child = [sys.executable, str(Path(__file__).resolve()), "--child"]
@@ -155,9 +157,17 @@ def ray_row(ws: Any, data: Path, booster: Any, rows: int, repeats: int) -> Row:
             seconds, their_result = timed(lambda: anchor(data, booster))
             theirs.append(seconds)
         same_predictions(ws, RAY_OUTPUT, their_result)
+        report_throughput("lakestack on ray", rows, mine)
     finally:
         ray.shutdown()
     return Row(name, mine, theirs, 0.30)
+
+
+def report_throughput(side: str, rows: int, seconds: list[float]) -> None:
+    best, median = min(seconds), sorted(seconds)[len(seconds) // 2]
+    print(
+        f"  {side}: {rows / median:,.0f} rows/s (median), {rows / best:,.0f} rows/s (best)", file=sys.stderr
+    )
 
 
 def child(side: str, data: Path) -> None:

@@ -111,6 +111,10 @@ def test_overwrite_keeps_one_run_and_merge_one_row_per_key(ws: Workspace) -> Non
     assert out.column("id").to_pylist() == list(range(9))  # upserted by key: no duplicates
     assert set(out.column("model_version").to_pylist()) == {2}
     assert out.column("prediction").to_pylist() == expected([float(i) for i in range(9)], slope=3.0)
+    ws.tables.write(source, pa.table({"id": pa.array([None], pa.int64()), "x1": [1.0], "x2": [1.0]}))
+    with pytest.raises(InvalidParameter, match=r"Key column\(s\) id of 'dev\.shop\.modes_in' hold nulls"):
+        ws.models.score_table(f"models:/{MODEL}/2", source, "dev.shop.modes_merge", mode="merge")
+    assert ws.tables.get("dev.shop.modes_merge").version == merged.output_version  # nothing written
     with pytest.raises(InvalidParameter, match="Unknown scoring mode 'sideways'"):
         ws.models.score_table(f"models:/{MODEL}/1", source, "dev.shop.modes_merge", mode="sideways")
 

@@ -154,6 +154,13 @@ class ScoringRun:
 
     def _merge(self, target: DeltaTable, rows: pa.Table, commit: CommitProperties) -> None:
         keys = [c for c in rows.column_names if c not in META_COLUMNS]
+        nulls = [k for k in keys if rows.column(k).null_count]
+        if nulls:
+            # A null key matches nothing: every rerun would insert that row again.
+            raise InvalidParameter(
+                f"Key column(s) {', '.join(nulls)} of '{self.source}' hold nulls, so those rows cannot "
+                f"be merged into '{self.target}'. Fill or filter them, or use mode='append'."
+            )
         counts = rows.group_by(keys).aggregate([([], "count_all")])
         repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
         if repeated.num_rows:

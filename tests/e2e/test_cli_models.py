@@ -61,3 +61,35 @@ def test_models_experiments_and_runs_commands(tmp_path: Path) -> None:
     assert missing.returncode == EXIT["not_found"] and "lakestack runs ls" in missing.stderr
     bad = lakestack("models", "alias", "set", "dev.churn.model", "champion", "7", ws=path)
     assert bad.returncode == EXIT["not_found"] and "no version 7" in bad.stderr
+
+
+def test_promote_approve_rollback_and_copy_from_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "ws"
+    ws = Workspace.init(path)
+    ws.schemas.create("staging.churn")
+    for _ in range(2):
+        with ws.tracking.start_run("churn"):
+            model = LogisticRegression().fit(np.array([[0.0], [1.0]]), [0, 1])
+            info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
+        version = ws.models.register(info.model_uri, "staging.churn.model").version
+        ws.models.set_tag("staging.churn.model", version, "model_validation_status", "PASSED")
+    ws.schemas.create("prod.churn")
+    ws.close()
+
+    assert "staging.churn.model@champion -> version 1 (was no champion)" in ok(
+        "models", "promote", "staging.churn.model", "1", ws=path
+    )
+    asked = ok("models", "promote", "staging.churn.model", "2", "--require-approval", ws=path)
+    assert "awaits approval: lakestack models approve staging.churn.model 2" in asked
+    assert "-> version 2 (by admin)" in ok("models", "approve", "staging.churn.model", "2", ws=path)
+    assert "version 2 -> version 1" in ok("models", "rollback", "staging.churn.model", ws=path)
+    again = lakestack("models", "rollback", "staging.churn.model", ws=path)
+    assert again.returncode == EXIT["not_found"] and "no previous champion" in again.stderr
+    states = json.loads(ok("models", "deployments", "staging.churn.model", "--json", ws=path))
+    assert [(d["version"], d["state"], d["decided_by"]) for d in states] == [
+        (2, "ROLLED_BACK", "admin"),
+        (1, "DEPLOYED", None),
+    ]
+    assert "Copied staging.churn.model/1 -> prod.churn.model/1" in ok(
+        "models", "copy", "staging.churn.model/1", "prod.churn.model", ws=path
+    )

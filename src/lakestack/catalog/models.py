@@ -275,3 +275,41 @@ class NotificationDelivery(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ModelDeployment(Base):
+    """A request to make a model version the champion: AWAITING_APPROVAL, then DEPLOYED or
+    REJECTED; a DEPLOYED one becomes ROLLED_BACK when a rollback undoes it. It remembers the
+    champion it replaced (`previous_version`)."""
+
+    __tablename__ = "model_deployments"
+    __table_args__ = (Index("ix_model_deployments_model", "model_name", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(400))
+    version: Mapped[int] = mapped_column(Integer)
+    previous_version: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ModelEvent(Base):
+    """Something that happened to a model's champion (promoted, rolled back, approval asked,
+    rejected), in order: endpoints and jobs follow a model by reading its events after an id."""
+
+    __tablename__ = "model_events"
+    __table_args__ = (Index("ix_model_events_model", "model_name", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int | None] = mapped_column(Integer)
+    previous_version: Mapped[int | None] = mapped_column(Integer)
+    principal: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

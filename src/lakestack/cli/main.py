@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from lakestack.cli import deployment as deployment_commands
 from lakestack.cli import features, governance, jobs, models, namespaces, tables
 from lakestack.cli import lineage as lineage_command
 from lakestack.cli import scheduler as scheduler_command
@@ -21,7 +22,8 @@ from lakestack.errors import LakestackError
 EPILOG = (
     "Exit codes: 0 ok, 1 unexpected error, 2 bad input (name, option, file, schema), 3 not found, "
     "4 permission denied or bad token, 5 already exists or conflict, 6 data-quality expectation failed, "
-    "7 a service (Redis) unavailable, 8 a job run (jobs run/repair) ended FAILED, TIMEDOUT or CANCELED."
+    "7 a service (Redis) unavailable, 8 a job run (jobs run/repair) ended FAILED, TIMEDOUT or CANCELED, "
+    "9 a model failed validation (models validate, mode enabled)."
 )
 
 app = typer.Typer(
@@ -69,6 +71,7 @@ app.add_typer(governance.grants, name="grants")
 app.add_typer(governance.principals, name="principals")
 app.add_typer(governance.tokens, name="tokens")
 app.add_typer(governance.audit, name="audit")
+deployment_commands.register(models.models)
 app.add_typer(models.models, name="models")
 app.add_typer(models.experiments, name="experiments")
 app.add_typer(models.runs, name="runs")

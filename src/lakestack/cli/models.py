@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
 from lakestack.cli.context import workspace
-from lakestack.cli.output import JsonFlag, console, emit, ok, print_json
+from lakestack.cli.output import JsonFlag, console, emit, ok, print_json, print_rows
 
 models = typer.Typer(
     help="Registered models named catalog.schema.model: versions, aliases, tags.", no_args_is_help=True
@@ -127,6 +128,150 @@ def models_score(
             f"{result.model_name}/{result.model_version} into {result.output_table} "
             f"v{result.output_version} in {result.seconds:.1f}s"
         )
+
+
+#: Exit code of `models validate` when the model fails validation (mode enabled).
+VALIDATION_FAILED = 9
+
+
+def _pairs(values: list[str], what: str) -> dict[str, float]:
+    found = {}
+    for value in values:
+        metric, sep, number = value.partition("=")
+        try:
+            found[metric.strip()] = float(number)
+        except ValueError:
+            raise typer.BadParameter(f"{what} {value!r}: write METRIC=VALUE, e.g. roc_auc=0.6.") from None
+        if not sep or not metric.strip():
+            raise typer.BadParameter(f"{what} {value!r}: write METRIC=VALUE, e.g. roc_auc=0.6.")
+    return found
+
+
+@models.command("validate")
+def models_validate(
+    model_uri: Annotated[str, typer.Argument(help="models:/catalog.schema.model/VERSION (or @ALIAS).")],
+    data: Annotated[str, typer.Option("--data", help="Held-out table catalog.schema.table (needs SELECT).")],
+    label: Annotated[str, typer.Option("--label", help="The column holding the true values.")],
+    problem_type: Annotated[
+        str, typer.Option("--problem-type", help="classification or regression.")
+    ] = "classification",
+    threshold: Annotated[
+        list[str] | None, typer.Option("--threshold", help="A bound, e.g. roc_auc>=0.7 (repeatable).")
+    ] = None,
+    min_improvement: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--min-improvement",
+            help="Beat the champion by at least this: roc_auc=0.01, or roc_auc=1% (repeatable).",
+        ),
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option("--baseline", help="With no champion yet, compare with this value: roc_auc=0.6."),
+    ] = None,
+    slice_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slice",
+            help="A per-slice bound: \"accuracy>=0.6 where region = 'north'\"; "
+            '"... where region" checks each value (repeatable).',
+        ),
+    ] = None,
+    require_tag: Annotated[
+        list[str] | None, typer.Option("--require-tag", help="A tag the version must carry (repeatable).")
+    ] = None,
+    require_signature: Annotated[bool, typer.Option(help="The model must have a signature.")] = True,
+    require_input_example: Annotated[
+        bool, typer.Option(help="The model must have an input example.")
+    ] = False,
+    require_description: Annotated[bool, typer.Option(help="The version must have a description.")] = False,
+    mode: Annotated[
+        str, typer.Option(help="enabled (passing sets the alias), dry_run (report only) or disabled.")
+    ] = "enabled",
+    champion_alias: Annotated[str, typer.Option(help="The alias to compare against.")] = "champion",
+    challenger_alias: Annotated[str, typer.Option(help="The alias a passing model gets.")] = "challenger",
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate a model version on a held-out table; in mode enabled a pass sets @challenger.
+
+    Exit code 9 when the model fails (mode enabled); a dry run only reports.
+    """
+    from lakestack.models.validation.checks import Comparison, MetadataRequirements
+
+    baselines = _pairs(baseline or [], "--baseline")
+    comparisons = []
+    for text in min_improvement or []:
+        parsed = Comparison.parse(text)
+        comparisons.append(Comparison.parse(text, baselines.get(parsed.metric)))
+    result = workspace().models.validate(
+        model_uri,
+        data,
+        label,
+        problem_type,
+        thresholds=threshold or [],
+        comparisons=comparisons,
+        slices=slice_ or [],
+        metadata=MetadataRequirements(
+            signature=require_signature,
+            input_example=require_input_example,
+            description=require_description,
+            tags=tuple(require_tag or []),
+        ),
+        mode=mode,
+        champion_alias=champion_alias,
+        challenger_alias=challenger_alias,
+    )
+    if as_json:
+        from lakestack.models.validation.report import to_json
+
+        sys.stdout.write(to_json(result) + "\n")
+    else:
+        _print_validation(result)
+    if result.status == "FAILED" and result.mode == "enabled":
+        raise typer.Exit(VALIDATION_FAILED)
+
+
+def _print_validation(result: Any) -> None:
+    from rich.markup import escape  # slice names such as [region = 'a'] are not markup
+
+    style = {"PASSED": "green", "FAILED": "red"}.get(result.status, "yellow")
+    console.print(
+        f"[bold]{escape(result.model_uri)}[/bold]: [{style}]{result.status}[/{style}] "
+        f"(mode {result.mode}, {result.rows} rows of {escape(result.data or '-')})"
+    )
+    rows = [
+        {
+            "check": escape(c.name),
+            "kind": c.kind,
+            "verdict": "skipped" if c.skipped else ("pass" if c.passed else "[red]FAIL[/red]"),
+            "value": None if c.value is None else round(c.value, 4),
+            "threshold": c.threshold,
+            "detail": escape(c.detail),
+        }
+        for c in result.checks
+    ]
+    print_rows(rows, ["check", "kind", "verdict", "value", "threshold", "detail"], "checks")
+    names = sorted(set(result.metrics) | set(result.champion_metrics))
+    champion = "-" if result.champion_version is None else f"champion v{result.champion_version}"
+
+    def shown(value: float | None) -> float | None:
+        return None if value is None else round(value, 4)
+
+    metric_rows = [
+        {
+            "metric": n,
+            "candidate": shown(result.metrics.get(n)),
+            champion: shown(result.champion_metrics.get(n)),
+        }
+        for n in names
+    ]
+    print_rows(metric_rows, ["metric", "candidate", champion], "metrics")
+    for note in result.notes:
+        console.print(f"[dim]{escape(note)}[/dim]")
+    if result.alias_set:
+        ok(f"{result.model_name}@{result.alias_set} -> version {result.version}")
+    if result.report_html_uri:
+        console.print(f"Report: {escape(result.report_html_uri)}")
 
 
 def _ms(timestamp: int | None) -> datetime | None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import builtins
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -29,8 +30,19 @@ from lakestack.features.training import TrainingSet
 from lakestack.lineage.service import Lineage
 from lakestack.lineage.store import NodeRef
 from lakestack.models import feature_models
+from lakestack.models.deployment import DeploymentInfo, Deployments, ModelEventInfo
 from lakestack.models.feature_models import LoggedModel
 from lakestack.tables.service import Output, convert
+
+if TYPE_CHECKING:
+    from lakestack.models.validation.checks import (
+        Comparison,
+        CustomCheck,
+        MetadataRequirements,
+        SliceThreshold,
+        Threshold,
+    )
+    from lakestack.models.validation.result import ValidationResult
 
 _MODEL_URI = re.compile(
     r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_]+))?(?P<rest>/.*)?"
@@ -112,6 +124,7 @@ class ModelRegistry:
         self._access = access
         self._caller = caller
         self._uri = tracking_uri
+        self._deployments = Deployments(self, metastore, securables, caller)
 
     def client(self) -> Any:
         """An `mlflow.MlflowClient` on the workspace's tracking store and registry."""
@@ -177,9 +190,15 @@ class ModelRegistry:
     # --- registering -----------------------------------------------------------------------
 
     def register(
-        self, model_uri: str, name: str, description: str | None = None, tags: dict[str, str] | None = None
+        self,
+        model_uri: str,
+        name: str,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        run_id: str | None = None,
     ) -> ModelVersionInfo:
-        """Register `model_uri` (e.g. `runs:/<id>/model`) as a new version of model `name`.
+        """Register `model_uri` (e.g. `runs:/<id>/model`) as a new version of model `name`,
+        linked to the run that made it (from a runs:/ URI, or `run_id`).
 
         The first version creates the model (CREATE_MODEL on the schema); later ones need MODIFY.
         """
@@ -203,7 +222,8 @@ class ModelRegistry:
                 self._securables.create(session, "model", parsed, self._caller.name, description)
                 if not _mlflow_model_exists(client, str(parsed)):
                     client.create_registered_model(str(parsed), description=description)
-        run_id = model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
+        if run_id is None and model_uri.startswith("runs:/"):
+            run_id = model_uri.split("/")[1]
         mv = client.create_model_version(
             str(parsed), model_uri, run_id=run_id, tags=tags, description=description
         )
@@ -354,6 +374,46 @@ class ModelRegistry:
             progress,
         )
 
+    # --- deployment (see `lakestack.models.deployment`) ------------------------------------
+
+    def promote(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        require_approval: bool = False,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> DeploymentInfo:
+        """Make a validated version (default: @challenger) the champion, or ask for approval."""
+        return self._deployments.promote(
+            name, version, require_approval=require_approval, force=force, reason=reason
+        )
+
+    def approve(self, name: str, version: int, reason: str | None = None) -> DeploymentInfo:
+        """Approve the promotion awaiting approval: the version becomes champion. Needs MANAGE."""
+        return self._deployments.approve(name, version, reason)
+
+    def reject(self, name: str, version: int, reason: str) -> DeploymentInfo:
+        """Reject the promotion awaiting approval; the champion stays. Needs MANAGE."""
+        return self._deployments.reject(name, version, reason)
+
+    def rollback(self, name: str) -> DeploymentInfo:
+        """Move the champion back to the version it replaced. Needs MANAGE."""
+        return self._deployments.rollback(name)
+
+    def deployments(self, name: str, limit: int = 50) -> builtins.list[DeploymentInfo]:
+        """The model's promotion requests and what became of them, newest first."""
+        return self._deployments.deployments(name, limit)
+
+    def events(self, name: str, after: int = 0) -> builtins.list[ModelEventInfo]:
+        """The model's champion events after event id `after`, oldest first."""
+        return self._deployments.events(name, after)
+
+    def copy(self, source: str, destination: str) -> ModelVersionInfo:
+        """Copy a version (`cat.sch.model/3`) into another model, e.g. staging -> prod."""
+        return self._deployments.copy(source, destination)
+
     def drop(self, name: str) -> None:
         """Delete the model, all its versions and aliases. Needs MANAGE."""
         parsed = Name.parse(name, 3)
@@ -366,6 +426,58 @@ class ModelRegistry:
             if row is None:
                 raise SecurableNotFound("model", str(parsed))
             session.delete(row)
+
+    # --- validation ------------------------------------------------------------------------
+
+    def validate(
+        self,
+        model_uri: str,
+        data: Any,
+        label: str,
+        problem_type: str,
+        *,
+        thresholds: Sequence[Threshold | str] = (),
+        comparisons: Sequence[Comparison | str] = (),
+        slices: Sequence[SliceThreshold | str] = (),
+        custom_checks: Sequence[CustomCheck | Callable[[Any], Any]] = (),
+        metadata: MetadataRequirements | None = None,
+        mode: str = "enabled",
+        champion_alias: str = "champion",
+        challenger_alias: str = "challenger",
+        project: str | None = None,
+    ) -> ValidationResult:
+        """Validate a model version on held-out `data` (a table name or a DataFrame with the
+        `label` column) and, in mode `enabled`, give it the challenger alias if every check passes.
+
+        Checks: metadata (signature, ...), metric `thresholds` (`"roc_auc>=0.7"`), `comparisons`
+        with the champion on the same rows (`"roc_auc=0.01"`: at least +0.01), per-slice
+        thresholds (`"accuracy>=0.6 where region = 'north'"`) and `custom_checks` (callables).
+        Mode `dry_run` reports without moving any alias; `disabled` only tags the version
+        SKIPPED. Needs EXECUTE on the model and SELECT on the data; recording the verdict (the
+        `model_validation_status` tag, the description) and the alias need MANAGE.
+        """
+        from lakestack.models.tracking import Tracking
+        from lakestack.models.validation.result import check_mode
+        from lakestack.models.validation.service import ModelValidation, ValidationSpec
+
+        run_mode = check_mode(mode)
+        challenger_alias = validate_part(challenger_alias, "alias")
+        champion_alias = validate_part(champion_alias, "alias")
+        spec = ValidationSpec.build(
+            label, problem_type, thresholds, comparisons, slices, custom_checks, metadata
+        )
+        candidate = self.resolve(model_uri, "models.validate")
+        if run_mode == "enabled":
+            # Before any work: passing sets the alias, which needs MANAGE.
+            self._check(
+                "models.validate", Name.parse(candidate.name, 3), Privilege.MANAGE, alias=challenger_alias
+            )
+        # The registry is built without the workspace's Tracking: make one on the same store
+        # and storage root, acting as the same principal.
+        tables = self._features._tables
+        tracking = Tracking(self._uri, tables._root, self._caller.name, self._lineage)
+        service = ModelValidation(self, tables, self._features, self._lineage, tracking)
+        return service.validate(candidate, data, spec, run_mode, champion_alias, challenger_alias, project)
 
 
 def _mlflow_model_exists(client: Any, name: str) -> bool:

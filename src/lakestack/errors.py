@@ -248,3 +248,9 @@ class TaskValueError(JobError, InvalidParameter):
     """A task value that is not JSON, or read from a task that is not upstream."""
 
     code = "INVALID_TASK_VALUE"
+
+
+class ChangesUnavailable(TableError, InvalidParameter):
+    """Incremental work needs a table's change feed, and it is off or its history was vacuumed."""
+
+    code = "CHANGES_UNAVAILABLE"

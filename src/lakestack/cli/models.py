@@ -81,6 +81,55 @@ def models_tag(name: str, version: int, key: str, value: str, as_json: JsonFlag 
     )
 
 
+@models.command("score")
+def models_score(
+    model_uri: str,
+    input_table: str,
+    output_table: str,
+    mode: Annotated[
+        str, typer.Option(help="append (keep every run), overwrite (this run only), merge (one row per key).")
+    ] = "append",
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Score only rows inserted or updated since the last run.")
+    ] = False,
+    keys: Annotated[
+        str | None, typer.Option(help="Comma-separated key columns (default: the model's lookup keys).")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="local, ray, or auto (ray inside a Ray job).")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Rows predicted at a time (bounds memory).")] = 100_000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score INPUT_TABLE with MODEL_URI (e.g. models:/prod.churn.model@champion) into OUTPUT_TABLE."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lakestack.cli.output import errors
+
+    columns = (TextColumn("Scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=errors, transient=True, disable=not errors.is_terminal) as bar:
+        task = bar.add_task("score", total=None)
+        result = workspace().models.score_table(
+            model_uri,
+            input_table,
+            output_table,
+            mode=mode,
+            keys=[k.strip() for k in keys.split(",") if k.strip()] if keys else None,
+            batch_size=batch_size,
+            incremental=incremental,
+            engine=engine,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if as_json:
+        print_json(result.to_dict())
+    elif result.output_version is None:
+        ok(f"Nothing new in {result.input_table} (version {result.input_version}); {output_table} unchanged")
+    else:
+        ok(
+            f"Scored {result.rows_scored} rows of {result.input_table} v{result.input_version} with "
+            f"{result.model_name}/{result.model_version} into {result.output_table} "
+            f"v{result.output_version} in {result.seconds:.1f}s"
+        )
+
+
 #: Exit code of `models validate` when the model fails validation (mode enabled).
 VALIDATION_FAILED = 9
 

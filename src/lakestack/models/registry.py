@@ -330,6 +330,50 @@ class ModelRegistry:
         self._check("models.set_description", parsed, Privilege.MANAGE, version=version)
         self.client().update_model_version(str(parsed), str(int(version)), description=description)
 
+    def score_table(
+        self,
+        model_uri: str,
+        input_table: str,
+        output_table: str,
+        mode: str = "append",
+        keys: builtins.list[str] | None = None,
+        batch_size: int = 100_000,
+        incremental: bool = False,
+        engine: str = "auto",
+        progress: Any = None,
+    ) -> Any:
+        """Score a Delta table with a model version (`@champion`, `/3`) into another Delta table.
+
+        Writes the input's key columns (the feature spec's lookup keys, or `keys`),
+        `prediction`, `model_name`, `model_version` and `scored_at` in one commit: `append` keeps
+        every run, `overwrite` only this one, `merge` one row per key. With `incremental`, only
+        rows inserted or updated since the last run are scored, exactly once (the checkpoint is
+        committed with the predictions). `engine="ray"` scores on Ray Data. Needs EXECUTE on the
+        model, SELECT on the input, and SELECT + MODIFY on the output (CREATE_TABLE on its schema
+        when it does not exist yet). Returns a `lakestack.models.scoring.ScoreResult`.
+        """
+        from lakestack.models import scoring
+
+        # The feature store holds the workspace's table service (and its storage options).
+        tables = self._features._tables
+        return scoring.score_table(
+            self,
+            tables,
+            self._features,
+            self._lineage,
+            tables._options,
+            self._caller.name,
+            model_uri,
+            input_table,
+            output_table,
+            mode,  # type: ignore[arg-type]
+            keys,
+            batch_size,
+            incremental,
+            engine,  # type: ignore[arg-type]
+            progress,
+        )
+
     # --- deployment (see `lakestack.models.deployment`) ------------------------------------
 
     def promote(

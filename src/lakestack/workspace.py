@@ -85,7 +85,15 @@ class Workspace:
         )
         self.tracking = Tracking(core.tracking_uri, core.storage_root, self.caller.name, self.lineage)
         self.models = ModelRegistry(
-            core.metastore, securables, access, self.caller, core.tracking_uri, self.features, self.lineage
+            core.metastore,
+            securables,
+            access,
+            self.caller,
+            core.tracking_uri,
+            self.tables,
+            self.tracking,
+            self.features,
+            self.lineage,
         )
         self.jobs = Jobs(core.metastore, securables, access, self.caller, core.folder)
         self.principals = Principals(self._principals_store, access, self.caller)

@@ -32,7 +32,8 @@ from lakestack.lineage.store import NodeRef
 from lakestack.models import feature_models
 from lakestack.models.deployment import DeploymentInfo, Deployments, ModelEventInfo
 from lakestack.models.feature_models import LoggedModel
-from lakestack.tables.service import Output, convert
+from lakestack.models.tracking import Tracking
+from lakestack.tables.service import Output, Tables, convert
 
 if TYPE_CHECKING:
     from lakestack.models.validation.checks import (
@@ -114,9 +115,13 @@ class ModelRegistry:
         access: AccessControl,
         caller: Caller,
         tracking_uri: str,
+        tables: Tables,
+        tracking: Tracking,
         features: FeatureStore,
         lineage: Lineage,
     ) -> None:
+        self._tables = tables
+        self._tracking = tracking
         self._features = features
         self._lineage = lineage
         self._metastore = metastore
@@ -354,14 +359,12 @@ class ModelRegistry:
         """
         from lakestack.models import scoring
 
-        # The feature store holds the workspace's table service (and its storage options).
-        tables = self._features._tables
         return scoring.score_table(
             self,
-            tables,
+            self._tables,
             self._features,
             self._lineage,
-            tables._options,
+            self._tables.storage_options,
             self._caller.name,
             model_uri,
             input_table,
@@ -456,7 +459,6 @@ class ModelRegistry:
         SKIPPED. Needs EXECUTE on the model and SELECT on the data; recording the verdict (the
         `model_validation_status` tag, the description) and the alias need MANAGE.
         """
-        from lakestack.models.tracking import Tracking
         from lakestack.models.validation.result import check_mode
         from lakestack.models.validation.service import ModelValidation, ValidationSpec
 
@@ -472,11 +474,7 @@ class ModelRegistry:
             self._check(
                 "models.validate", Name.parse(candidate.name, 3), Privilege.MANAGE, alias=challenger_alias
             )
-        # The registry is built without the workspace's Tracking: make one on the same store
-        # and storage root, acting as the same principal.
-        tables = self._features._tables
-        tracking = Tracking(self._uri, tables._root, self._caller.name, self._lineage)
-        service = ModelValidation(self, tables, self._features, self._lineage, tracking)
+        service = ModelValidation(self, self._tables, self._features, self._lineage, self._tracking)
         return service.validate(candidate, data, spec, run_mode, champion_alias, challenger_alias, project)
 
 

@@ -116,6 +116,11 @@ class Tables:
             )
             return parsed, to_info(row)
 
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """The storage options (credentials, endpoint) every Delta table here is opened with."""
+        return self._options
+
     def check_access(self, name: str, privilege: Privilege, action: str) -> str:
         """Require `privilege` on table `name` as the acting principal (audited as `action`).
 

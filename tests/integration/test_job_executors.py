@@ -44,9 +44,12 @@ def report(names):
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def warm_ray(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The cluster's address, once two no-op attempts ran on it at once (a worker per CPU).
+
+    Module-scoped: the connection it holds must not outlive this module's tests, or tests of
+    other modules in the same worker process would find the process connected to Ray.
 
     Its executor stays open until the end: Ray workers belong to a connection, and the
     connection closes when the process's last Ray executor does.

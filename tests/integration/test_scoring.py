@@ -310,15 +310,12 @@ def test_a_job_runs_the_library_score_task(ws: Workspace, tmp_path: Path) -> Non
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")
-@pytest.mark.skipif(
-    not (os.environ.get("LAKESTACK_TEST_RAY") or os.environ.get("LAKESTACK_REQUIRE_SERVICES")),
-    reason="starts a Ray cluster (~25 s on 2 cores): runs in CI, or with LAKESTACK_TEST_RAY=1",
-)
-def test_ray_data_scores_the_same_predictions_in_one_commit(ws: Workspace) -> None:
+def test_ray_data_scores_the_same_predictions_in_one_commit(ws: Workspace, ray_address: str) -> None:
     ray = pytest.importorskip("ray")
     source = fresh_input(ws, "dev.shop.ray_in", customers(range(50)))
     local = ws.models.score_table(f"models:/{MODEL}/1", source, "dev.shop.ray_local", engine="local")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert not ray.is_initialized(), "another test left this process connected to Ray"
+    ray.init(address=ray_address, log_to_driver=False)  # the test run's local cluster
     try:
         result = ws.models.score_table(f"models:/{MODEL}/1", source, "dev.shop.ray_out", batch_size=10)
     finally:

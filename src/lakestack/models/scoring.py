@@ -142,7 +142,8 @@ def score_table(
         total = rows.count_rows()
     columns = _read_columns(model, key_columns, rows.schema.names)
 
-    use_ray = engine == "ray" or (engine == "auto" and _ray_connected())
+    # "auto" uses Ray when this process already drives a cluster, for what Ray can score.
+    use_ray = engine == "ray" or (engine == "auto" and model.spec is None and _ray_connected())
     predicted: Iterator[pa.Table]
     if use_ray:
         from lakestack.models import scoring_ray

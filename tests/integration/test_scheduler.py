@@ -20,7 +20,7 @@ from sqlalchemy import select
 from tests.integration.jobs_project import alive, make_project
 
 from lakestack import Workspace
-from lakestack.catalog.models import JobRun, JobTrigger
+from lakestack.catalog.models import AuditEvent, JobRun, JobTrigger
 from lakestack.jobs.cron import QuartzCron
 from lakestack.jobs.scheduler import Event
 from lakestack.jobs.states import JOB_TERMINAL
@@ -44,6 +44,11 @@ def finished(ws: Workspace, run_id: int, timeout: float = 30) -> RunInfo:
         assert time.monotonic() < deadline, f"run {run_id} still {run.state}"
         time.sleep(0.05)
     return run
+
+
+def audit_rows(ws: Workspace) -> int:
+    with ws._core.metastore.session() as session:
+        return len(session.scalars(select(AuditEvent.id)).all())
 
 
 def drive_command(ws: Workspace) -> list[str]:
@@ -108,7 +113,10 @@ def test_paused_schedules_do_not_fire_and_periodic_triggers_do(
     )
     changed = ws.jobs.get("hourly").updated_at
     scheduler = ws.scheduler()
-    assert scheduler.run_once(changed + timedelta(minutes=59)) == []
+    audited = audit_rows(ws)
+    for minutes in (10, 30, 59):  # passes with nothing due write nothing, not even audit rows
+        assert scheduler.run_once(changed + timedelta(minutes=minutes)) == []
+    assert audit_rows(ws) == audited
     fired = scheduler.run_once(changed + timedelta(minutes=61))
     assert [(e.action, e.detail.split()[0]) for e in fired] == [("fired", "periodic")]
     assert scheduler.run_once(changed + timedelta(minutes=62)) == []

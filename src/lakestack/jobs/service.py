@@ -74,7 +74,7 @@ class JobInfo:
         return JobSpec.model_validate(self.spec)
 
 
-def _info(job: Job) -> JobInfo:
+def job_info(job: Job) -> JobInfo:
     return JobInfo(
         job.name,
         job.owner,
@@ -182,7 +182,7 @@ class Jobs:
             self._access.record(
                 self._caller.name, "jobs.create", "job", parsed.name, None, True, None, session
             )
-            return _info(job)
+            return job_info(job)
 
     def update(self, spec: JobSpec | str | Path, *, folder: str | Path | None = None) -> JobInfo:
         """Replace the spec of the job it names (needs MANAGE); runs in progress keep theirs."""
@@ -195,12 +195,12 @@ class Jobs:
             job.folder = where if where is not None else job.folder
             job.updated_at = datetime.now(UTC)
             job.updated_by = self._caller.name
-            return _info(job)
+            return job_info(job)
 
     def get(self, name: str) -> JobInfo:
         """One job (needs CAN_VIEW)."""
         with self._metastore.session() as session:
-            return _info(self._check(session, "jobs.get", name, Privilege.CAN_VIEW))
+            return job_info(self._check(session, "jobs.get", name, Privilege.CAN_VIEW))
 
     def list(self) -> builtins.list[JobInfo]:
         """The jobs the caller can see, by name."""
@@ -209,7 +209,7 @@ class Jobs:
             rows = self._securables.children(session, None, "job")
             visible = [r.id for r in rows if self._access.can_see(session, self._caller, r)]
             jobs = session.scalars(select(Job).where(Job.securable_id.in_(visible)).order_by(Job.name))
-            return [_info(job) for job in jobs]
+            return [job_info(job) for job in jobs]
 
     def delete(self, name: str) -> None:
         """Delete a job with its runs, their records and logs (needs MANAGE); not while it runs."""

@@ -220,6 +220,11 @@ class RunStore:
                 fired.run_id = run.id
             return run.id
 
+    def jobs(self) -> list[Job]:
+        """Every job, by name (for the scheduler, which only an admin starts)."""
+        with self._metastore.session() as session:
+            return list(session.scalars(select(Job).order_by(Job.name)))
+
     def last_trigger(self, job_id: int, kind: str) -> FiredTrigger | None:
         """The newest trigger of this kind that fired the job."""
         with self._metastore.session() as session:

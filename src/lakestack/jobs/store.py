@@ -125,6 +125,18 @@ class LostRun:
     heartbeat_at: datetime | None
 
 
+def _newest_attempts(run_id: int) -> Any:
+    """A query for the newest attempt of every task of the run, in creation order."""
+    newest = (
+        select(TaskRun.task_key, func.max(TaskRun.attempt).label("attempt"))
+        .where(TaskRun.job_run_id == run_id)
+        .group_by(TaskRun.task_key)
+        .subquery()
+    )
+    joined = (TaskRun.task_key == newest.c.task_key) & (TaskRun.attempt == newest.c.attempt)
+    return select(TaskRun).join(newest, joined).where(TaskRun.job_run_id == run_id).order_by(TaskRun.id)
+
+
 def task_info(row: TaskRun) -> TaskRunInfo:
     return TaskRunInfo(
         row.task_key,
@@ -170,55 +182,42 @@ class RunStore:
         result is None.
         """
         try:
-            return self._create_run(job, trigger, run_as, started_by, parameters, code, task_keys, claim)
+            with self._metastore.session() as session:
+                fired = None
+                if claim is not None:
+                    fired = JobTrigger(
+                        job_id=job.id,
+                        kind=claim.kind,
+                        tick=claim.tick,
+                        detail=claim.detail,
+                        claimed_by=claim.claimed_by,
+                    )
+                    session.add(fired)
+                    session.flush()  # the claim: a duplicate tick fails here, before the run exists
+                run = JobRun(
+                    job_id=job.id,
+                    state="PENDING",
+                    trigger=trigger,
+                    run_as=run_as,
+                    started_by=started_by,
+                    parameters=parameters,
+                    spec=job.spec,
+                    code_version=code,
+                    repair_count=0,
+                )
+                session.add(run)
+                session.flush()
+                session.add_all(
+                    TaskRun(job_run_id=run.id, task_key=key, attempt=1, state="PENDING", task_values={})
+                    for key in task_keys
+                )
+                if fired is not None:
+                    fired.run_id = run.id
+                return run.id
         except IntegrityError:
             if claim is None:
                 raise
             return None
-
-    def _create_run(
-        self,
-        job: Job,
-        trigger: str,
-        run_as: str,
-        started_by: str,
-        parameters: dict[str, str],
-        code: dict[str, Any],
-        task_keys: list[str],
-        claim: TriggerClaim | None,
-    ) -> int:
-        with self._metastore.session() as session:
-            fired = None
-            if claim is not None:
-                fired = JobTrigger(
-                    job_id=job.id,
-                    kind=claim.kind,
-                    tick=claim.tick,
-                    detail=claim.detail,
-                    claimed_by=claim.claimed_by,
-                )
-                session.add(fired)
-                session.flush()  # the claim: a duplicate tick fails here, before the run exists
-            run = JobRun(
-                job_id=job.id,
-                state="PENDING",
-                trigger=trigger,
-                run_as=run_as,
-                started_by=started_by,
-                parameters=parameters,
-                spec=job.spec,
-                code_version=code,
-                repair_count=0,
-            )
-            session.add(run)
-            session.flush()
-            session.add_all(
-                TaskRun(job_run_id=run.id, task_key=key, attempt=1, state="PENDING", task_values={})
-                for key in task_keys
-            )
-            if fired is not None:
-                fired.run_id = run.id
-            return run.id
 
     def jobs(self) -> list[Job]:
         """Every job, by name (for the scheduler, which only an admin starts)."""
@@ -298,20 +297,7 @@ class RunStore:
             run = session.get(JobRun, run_id, with_for_update=True)
             if run is None or run.state not in ("QUEUED", "RUNNING") or run.runner != runner:
                 return None
-            newest = (
-                select(TaskRun.task_key, func.max(TaskRun.attempt).label("attempt"))
-                .where(TaskRun.job_run_id == run_id)
-                .group_by(TaskRun.task_key)
-                .subquery()
-            )
-            tasks = session.scalars(
-                select(TaskRun)
-                .join(
-                    newest,
-                    (TaskRun.task_key == newest.c.task_key) & (TaskRun.attempt == newest.c.attempt),
-                )
-                .where(TaskRun.job_run_id == run_id)
-            ).all()
+            tasks = session.scalars(_newest_attempts(run_id)).all()
             running: list[str] = []
             now = _now()
             for task in tasks:
@@ -447,18 +433,7 @@ class RunStore:
     def latest_tasks(self, run_id: int) -> dict[str, TaskRun]:
         """The newest attempt of every task of the run, by task key."""
         with self._metastore.session() as session:
-            newest = (
-                select(TaskRun.task_key, func.max(TaskRun.attempt).label("attempt"))
-                .where(TaskRun.job_run_id == run_id)
-                .group_by(TaskRun.task_key)
-                .subquery()
-            )
-            stmt = select(TaskRun).join(
-                newest,
-                (TaskRun.task_key == newest.c.task_key) & (TaskRun.attempt == newest.c.attempt),
-            )
-            rows = session.scalars(stmt.where(TaskRun.job_run_id == run_id).order_by(TaskRun.id))
-            return {row.task_key: row for row in rows}
+            return {row.task_key: row for row in session.scalars(_newest_attempts(run_id))}
 
     def attempts(self, run_id: int, task_key: str) -> list[TaskRunInfo]:
         """Every attempt of one task of the run, oldest first."""

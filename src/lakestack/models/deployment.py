@@ -311,17 +311,20 @@ class Deployments:
     def _candidate(self, parsed: Name, version: int | None) -> ModelVersionInfo:
         if version is not None:
             return self._registry.resolve(f"models:/{parsed}/{int(version)}", "models.promote")
-        aliases = self._registry.client().get_registered_model(str(parsed)).aliases or {}
-        if CHALLENGER not in aliases:
+        if CHALLENGER not in self._aliases(parsed):
             raise PromotionRefused(
                 f"Model '{parsed}' has no challenger: validate a version (it gets @challenger when it "
                 "passes), or name the version to promote."
             )
         return self._registry.resolve(f"models:/{parsed}@{CHALLENGER}", "models.promote")
 
-    def _champion(self, parsed: Name) -> int | None:
+    def _aliases(self, parsed: Name) -> dict[str, int]:
+        """The model's aliases and the versions they point at, straight from the registry."""
         aliases = self._registry.client().get_registered_model(str(parsed)).aliases or {}
-        return int(aliases[CHAMPION]) if CHAMPION in aliases else None
+        return {alias: int(version) for alias, version in aliases.items()}
+
+    def _champion(self, parsed: Name) -> int | None:
+        return self._aliases(parsed).get(CHAMPION)
 
     @contextmanager
     def _locked(self, parsed: Name) -> Iterator[Session]:
@@ -351,7 +354,8 @@ class Deployments:
         self, session: Session, parsed: Name, row: ModelDeployment, expected: int | None
     ) -> None:
         """Point @champion at the row's version if the champion is still `expected`."""
-        current = self._champion(parsed)
+        aliases = self._aliases(parsed)
+        current = aliases.get(CHAMPION)
         if current != expected:
             raise ConcurrentPromotion(
                 f"The champion of '{parsed}' changed from {_v(expected)} to {_v(current)} while version "
@@ -360,8 +364,7 @@ class Deployments:
             )
         client = self._registry.client()
         client.set_registered_model_alias(str(parsed), CHAMPION, str(row.version))
-        aliases = client.get_registered_model(str(parsed)).aliases or {}
-        if int(aliases.get(CHALLENGER, -1)) == row.version:
+        if aliases.get(CHALLENGER) == row.version:
             client.delete_registered_model_alias(str(parsed), CHALLENGER)  # it won: no longer challenging
         row.state = "DEPLOYED"
         row.previous_version = current

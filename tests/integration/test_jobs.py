@@ -3,7 +3,6 @@ retries, kills, timeouts, cancel, repair, malformed specs and grants."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import textwrap
@@ -13,9 +12,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from sqlalchemy import update
 from tests.integration.jobs_project import alive, make_project
 
 from lakestack import Workspace
+from lakestack.catalog.models import Job, JobRun
 from lakestack.errors import InvalidJobSpec, InvalidParameter, InvalidRunState, PrivilegeMissing
 from lakestack.jobs.runner import run_if_decision
 from lakestack.jobs.spec import Task
@@ -625,23 +626,39 @@ def test_max_concurrent_runs_queues_or_skips_extra_runs(sqlite_workspace: Worksp
     _wait_state(ws, running.run_id, {"SUCCESS"})
 
 
-def test_runs_racing_for_one_slot_never_overlap(workspace: Workspace, project: Path) -> None:
+def test_a_slot_claim_waits_for_the_claim_in_progress_and_then_finds_the_slot_taken(
+    workspace: Workspace, project: Path
+) -> None:
     workspace.jobs.create(
         job_file(
             project,
             """
             name: one at a time
             max_concurrent_runs: 1
-            tasks: [{task_key: t, python_task: {function: "steps:sleep", parameters: {seconds: 0.3}}}]
+            tasks: [{task_key: t, python_task: {function: "steps:noop"}}]
             """,
         )
     )
-    started = [workspace.jobs.run_now("one at a time", wait=False) for _ in range(4)]
-    done = [_wait_state(workspace, r.run_id, {"SUCCESS"}, timeout=60) for r in started]
-    spans = sorted((run.start_time, run.end_time) for run in done if run.start_time and run.end_time)
-    assert len(spans) == len(started)
-    for (_, first_end), (second_start, _) in itertools.pairwise(spans):
-        assert second_start >= first_end, "two runs held the one slot at once"
+    # Two runs nobody drives (`true` exits at once), both waiting in the queue.
+    first, second = (workspace.jobs.run_now("one at a time", detach=["true"]).run_id for _ in range(2))
+    store = workspace.jobs._store
+    for run_id in (first, second):
+        store.set_run_state(run_id, "QUEUED")
+    claimed: list[tuple[bool, str]] = []
+    with workspace._core.metastore.session() as session:
+        # Runner A, in the middle of its claim: it holds the job's lock and starts its run...
+        session.execute(update(Job).where(Job.name == "one at a time").values(id=Job.id))
+        row = session.get(JobRun, first)
+        assert row is not None
+        row.state = "RUNNING"
+        session.flush()
+        # ...while runner B claims the one slot too: B must wait for A, not count around it.
+        other = threading.Thread(target=lambda: claimed.append(store.claim_slot(second, 1)))
+        other.start()
+        other.join(timeout=1.0)
+        assert other.is_alive(), f"B claimed past A's lock: {claimed}"
+    other.join(timeout=30)
+    assert claimed == [(False, "QUEUED")], "two runs held the one slot at once"
 
 
 def test_a_script_task_gets_its_argv_and_a_sql_file_task_runs_its_file(

@@ -21,6 +21,7 @@ from tests.integration.jobs_project import alive, make_project
 
 from lakestack import Workspace
 from lakestack.catalog.models import AuditEvent, JobRun, JobTrigger
+from lakestack.cli.jobs import drive_command
 from lakestack.jobs.cron import QuartzCron
 from lakestack.jobs.scheduler import Event
 from lakestack.jobs.states import JOB_TERMINAL
@@ -49,10 +50,6 @@ def finished(ws: Workspace, run_id: int, timeout: float = 30) -> RunInfo:
 def audit_rows(ws: Workspace) -> int:
     with ws._core.metastore.session() as session:
         return len(session.scalars(select(AuditEvent.id)).all())
-
-
-def drive_command(ws: Workspace) -> list[str]:
-    return [sys.executable, "-m", "lakestack.cli.main", "-w", str(ws.folder), "jobs", "drive"]
 
 
 def test_a_tick_starts_exactly_one_run_however_many_schedulers_race(
@@ -174,7 +171,7 @@ def start_detached_run(ws: Workspace, project: Path, max_retries: int) -> tuple[
                 attempt: "{{{{task.execution_count}}}}"
         """,
     )
-    run = ws.jobs.run_now("long", detach=drive_command(ws))
+    run = ws.jobs.run_now("long", detach=drive_command(ws.folder))
     pid_file = project / "task.pid"
     deadline = time.monotonic() + 30
     while not pid_file.exists():

@@ -136,19 +136,16 @@ class Scheduler:
         changed_at = job.updated_at
         found: builtins.list[Due] = []
         if spec.schedule is not None:
-            last = self._store.last_trigger(job.id, "schedule")
-            due = schedule_due(spec.schedule, now, changed_at, last.tick if last else None)
+            due = schedule_due(spec.schedule, now, changed_at, self._last_tick(job.id, "schedule"))
             found += [due] if due else []
         trigger = spec.trigger
         if trigger is None or trigger.pause_status == "PAUSED":
             return found
         if trigger.periodic is not None:
-            last = self._store.last_trigger(job.id, "periodic")
-            due = periodic_due(trigger.periodic, now, changed_at, last.tick if last else None)
+            due = periodic_due(trigger.periodic, now, changed_at, self._last_tick(job.id, "periodic"))
             found += [due] if due else []
         if trigger.table_update is not None and check_tables:
-            principal = _run_as(spec, job)
-            versions = self._table_versions(principal, trigger.table_update.table_names)
+            versions = self._table_versions(spec.runs_as(job.owner), trigger.table_update.table_names)
             last = self._store.last_trigger(job.id, "table_update")
             due = table_update_due(
                 trigger.table_update,
@@ -160,6 +157,10 @@ class Scheduler:
             )
             found += [due] if due else []
         return found
+
+    def _last_tick(self, job_id: int, kind: str) -> datetime | None:
+        last = self._store.last_trigger(job_id, kind)
+        return last.tick if last else None
 
     def _fire(self, job: JobInfo, due: Due) -> builtins.list[Event]:
         claim = TriggerClaim(due.kind, due.tick, due.detail, runner_id())
@@ -209,12 +210,6 @@ class Scheduler:
         if (job_name, message) not in self._warned:
             self._warned.add((job_name, message))
             log.warning("job '%s': %s", job_name, message)
-
-
-def _run_as(spec: JobSpec, job: JobInfo) -> str:
-    if spec.run_as is not None:
-        return spec.run_as.user_name or spec.run_as.service_principal_name or job.owner
-    return job.owner
 
 
 def _alive(runner: str) -> bool | None:

@@ -142,8 +142,7 @@ class Jobs:
             return self._check(session, action, job_name, privilege, {"run_id": run_id})
 
     def _check_run_as(self, spec: JobSpec, action: str) -> None:
-        run_as = spec.run_as
-        other = run_as and (run_as.user_name or run_as.service_principal_name)
+        other = spec.run_as.principal if spec.run_as else None
         if other and other != self._caller.name:
             self._access.require_admin(self._caller, action, f"make a job run as '{other}'", spec.name)
             with self._metastore.session() as session:
@@ -284,12 +283,11 @@ class Jobs:
             raise InvalidParameter(
                 f"Job '{job.name}' has no parameter {', '.join(map(repr, unknown))} (parameters: {declared})."
             )
-        run_as = spec.run_as.user_name or spec.run_as.service_principal_name if spec.run_as else None
         code = code_version(Path(job.folder)) if job.folder else code_version()
         run_id = self._store.create_run(
             job,
             trigger,
-            run_as or job.owner,
+            spec.runs_as(job.owner),
             self._caller.name,
             {**defaults, **given},
             code,

@@ -278,3 +278,8 @@ class RunAs(Spec):
     def _one_principal(self) -> Self:
         exactly_one(self, ("user_name", "service_principal_name"), "run_as")
         return self
+
+    @property
+    def principal(self) -> str:
+        """The user or service principal named."""
+        return self.user_name or self.service_principal_name or ""

@@ -336,6 +336,10 @@ class JobSpec(Spec):
         """Where the task runs: its own `compute`, else the job's."""
         return self.task(task_key).compute or self.compute
 
+    def runs_as(self, owner: str) -> str:
+        """The principal a run of this job acts as: its `run_as`, else the job's `owner`."""
+        return self.run_as.principal if self.run_as is not None else owner
+
     def parameter_defaults(self) -> dict[str, str]:
         """The job parameters with their default values."""
         return {p.name: p.default for p in self.parameters}

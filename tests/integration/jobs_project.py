@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import time
 from pathlib import Path
 
 STEPS = textwrap.dedent(
@@ -111,3 +112,12 @@ def alive(pid: int) -> bool:
             return False
         return True
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def wait_for_pid(path: Path, timeout: float = 10) -> int:
+    """The pid a task wrote to `path` (atomically, see `pid_then_sleep`), once it is there."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+    return int(path.read_text())

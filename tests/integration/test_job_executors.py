@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.jobs_project import alive, make_project
+from tests.integration.jobs_project import alive, make_project, wait_for_pid
 
 from lakestack.jobs.executors import Attempt, Executor
 from lakestack.jobs.executors.local import LocalExecutor
@@ -114,14 +114,6 @@ def never() -> bool:
     return False
 
 
-def wait_for(path: Path, timeout: float = 10) -> int:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
-    return int(path.read_text())
-
-
 def test_a_task_that_returns_succeeds_with_its_values_output_and_logs(
     executor: Executor, tmp_path: Path, project: Path
 ) -> None:
@@ -165,7 +157,7 @@ def test_a_timeout_kills_the_task_and_its_children(executor: Executor, tmp_path:
     result = executor.run(run, never)
     assert result.state == "TIMEDOUT" and result.error == "timed out after 1 s"
     assert time.monotonic() - started < 5
-    grandchild = wait_for(pid_file, 0)
+    grandchild = wait_for_pid(pid_file, 0)
     deadline = time.monotonic() + 2
     while alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -189,7 +181,7 @@ def test_a_task_killed_from_outside_fails_naming_the_signal(
     run = attempt(tmp_path, project, "steps:pid_then_sleep", {"pid_file": str(pid_file), "attempt": 1})
 
     def kill() -> None:
-        os.kill(wait_for(pid_file), signal.SIGKILL)
+        os.kill(wait_for_pid(pid_file), signal.SIGKILL)
 
     killer = threading.Thread(target=kill)
     killer.start()
@@ -230,7 +222,7 @@ def test_a_ray_worker_that_dies_fails_the_attempt_and_takes_the_task_along(
     task: list[int] = []
 
     def kill_the_worker() -> None:
-        task.append(wait_for(pid_file))
+        task.append(wait_for_pid(pid_file))
         worker = int(Path(f"/proc/{task[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
         assert Path(f"/proc/{worker}/cmdline").read_bytes().startswith(b"ray::")
         os.kill(worker, signal.SIGKILL)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from sqlalchemy import update
-from tests.integration.jobs_project import alive, make_project
+from tests.integration.jobs_project import alive, make_project, wait_for_pid
 
 from lakestack import Workspace
 from lakestack.catalog.models import Job, JobRun
@@ -45,14 +45,6 @@ def job_file(project: Path, text: str, name: str = "job.yml") -> Path:
 
 def states(run: RunInfo) -> dict[str, str]:
     return {t.task_key: t.state for t in run.tasks}
-
-
-def wait_for_file(path: Path, timeout: float = 10) -> int:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
-    return int(path.read_text())
 
 
 def test_a_diamond_passes_task_values_down_and_records_the_run(workspace: Workspace, project: Path) -> None:
@@ -326,7 +318,7 @@ def test_a_task_killed_with_sigkill_fails_and_is_retried(
             """,
         )
     )
-    killer = threading.Thread(target=lambda: os.kill(wait_for_file(pid_file), signal.SIGKILL))
+    killer = threading.Thread(target=lambda: os.kill(wait_for_pid(pid_file), signal.SIGKILL))
     killer.start()
     run = ws.jobs.run_now("killed")
     killer.join()
@@ -363,7 +355,7 @@ def test_a_task_past_its_timeout_is_killed_with_its_children(
     assert states(run) == {"t": "TIMEDOUT", "next": "UPSTREAM_FAILED"}
     assert run.task("t").attempt == 1  # retry_on_timeout is off
     assert run.state == "FAILED" and run.error == "task 't' TIMEDOUT: timed out after 1 s"
-    grandchild = wait_for_file(pid_file, 0)
+    grandchild = wait_for_pid(pid_file, 0)
     deadline = time.monotonic() + 2
     while alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -742,7 +734,7 @@ def test_ctrl_c_in_a_waiting_caller_cancels_the_run_and_kills_its_tasks(
         stderr=subprocess.PIPE,
         text=True,
     )
-    task_pid = wait_for_file(pid_file, 30)
+    task_pid = wait_for_pid(pid_file, 30)
     caller.send_signal(signal.SIGINT)
     _, stderr = caller.communicate(timeout=30)
     assert "KeyboardInterrupt" in stderr
@@ -780,7 +772,7 @@ def test_a_killed_runner_leaves_no_task_running(
             f"from lakestack import Workspace; Workspace.open({str(ws.folder)!r}).jobs.run_now('orphan')",
         ]
     )
-    task_pid = wait_for_file(pid_file, 30)
+    task_pid = wait_for_pid(pid_file, 30)
     runner.kill()
     runner.wait()
     deadline = time.monotonic() + 5

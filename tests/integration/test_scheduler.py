@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from sqlalchemy import select
-from tests.integration.jobs_project import alive, make_project
+from tests.integration.jobs_project import alive, make_project, wait_for_pid
 
 from lakestack import Workspace
 from lakestack.catalog.models import AuditEvent, JobRun, JobTrigger
@@ -172,12 +172,7 @@ def start_detached_run(ws: Workspace, project: Path, max_retries: int) -> tuple[
         """,
     )
     run = ws.jobs.run_now("long", detach=drive_command(ws.folder))
-    pid_file = project / "task.pid"
-    deadline = time.monotonic() + 30
-    while not pid_file.exists():
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.05)
-    return run.run_id, int(pid_file.read_text())
+    return run.run_id, wait_for_pid(project / "task.pid", timeout=30)
 
 
 @pytest.mark.parametrize("max_retries", [0, 1])
